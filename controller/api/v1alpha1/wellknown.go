@@ -1,0 +1,50 @@
+package v1alpha1
+
+// Headers that the controller's VirtualService rewrite sets for the resolver. They tell the
+// resolver which ElastiService a request is for and where the original route pointed, so that the
+// replay reaches the same subset and port.
+const (
+	// HeaderTarget carries "namespace/name" of the ElastiService.
+	HeaderTarget = "X-Elasti-Target"
+	// HeaderPort carries the Service port the original route named, if any.
+	HeaderPort = "X-Elasti-Port"
+	// HeaderSubset carries the DestinationRule subset the original route named, if any.
+	HeaderSubset = "X-Elasti-Subset"
+	// HeaderRestoreKey links a rewritten destination to its recorded original.
+	HeaderRestoreKey = "X-Elasti-Restore-Key"
+)
+
+// Labels and annotations that elasti puts on the objects it creates or edits.
+const (
+	// LabelElastiService names the ElastiService that owns or edited an object.
+	LabelElastiService = "elasti.dev/elastiservice"
+	// LabelManagedBy marks objects elasti creates.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the LabelManagedBy value.
+	ManagedByValue = "elasti"
+	// EndpointSliceManager is the endpointslice.kubernetes.io/managed-by value of the slices
+	// that point a Service at the resolver; the EndpointSlice controller leaves them alone.
+	EndpointSliceManager = "controller.elasti.dev"
+	// AnnotationOriginalRoutes on a VirtualService records, per restore key, the destinations
+	// that elasti rewrote, so that Serve mode restores them exactly.
+	AnnotationOriginalRoutes = "elasti.dev/original-routes"
+	// Finalizer lets the controller restore routes and replicas before an ElastiService goes.
+	Finalizer = "elasti.dev/finalizer"
+)
+
+// Condition types.
+const (
+	// ConditionReady is true when the routes match the mode and the mode matches the target.
+	ConditionReady = "Ready"
+	// ConditionRoutesProgrammed is true when every route points where the mode says.
+	ConditionRoutesProgrammed = "RoutesProgrammed"
+	// ConditionTargetReady is true when the target has ready endpoints.
+	ConditionTargetReady = "TargetReady"
+	// ConditionResolverReady is true when at least one resolver endpoint is ready.
+	ConditionResolverReady = "ResolverReady"
+	// ConditionTriggersHealthy is true when every trigger answered its last query.
+	ConditionTriggersHealthy = "TriggersHealthy"
+)
+
+// Key returns "namespace/name", the form HeaderTarget and the wake signal use.
+func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }

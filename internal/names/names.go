@@ -1,0 +1,46 @@
+// Package names holds every name that elasti generates, so that the controller, which creates
+// objects, and the resolver, which looks them up, can never disagree.
+package names
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+)
+
+const maxNameLen = 63
+
+// PrivateService is the Service that selects the target's pods for the resolver and for
+// readiness: the public Service may point at the resolver, this one never does.
+func PrivateService(service string) string { return bounded(service, "elasti-private") }
+
+// PrivateVirtualService routes the resolver's replay to the subset the original route named.
+func PrivateVirtualService(service string) string { return bounded(service, "elasti-replay") }
+
+// PrivateDestinationRule declares the public DestinationRule's subsets on the private host.
+func PrivateDestinationRule(service string) string { return bounded(service, "elasti-replay") }
+
+// ResolverSlice is the EndpointSlice that points the public Service at the resolver, one per
+// IP family ("ipv4" or "ipv6").
+func ResolverSlice(service, family string) string {
+	return bounded(service, "elasti-"+family)
+}
+
+// ServiceFQDN is the cluster-local DNS name of a Service.
+func ServiceFQDN(service, namespace, domain string) string {
+	return service + "." + namespace + ".svc." + domain
+}
+
+// bounded joins base and suffix, and shortens base with a hash when the result would be longer
+// than a DNS label, so that two long names cannot collide.
+func bounded(base, suffix string) string {
+	name := base + "-" + suffix
+	if len(name) <= maxNameLen {
+		return name
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(base))
+	hash := fmt.Sprintf("%08x", h.Sum32())
+	keep := maxNameLen - len(suffix) - len(hash) - 2
+	return strings.TrimRight(base[:keep], "-") + "-" + hash + "-" + suffix
+}

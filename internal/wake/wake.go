@@ -1,0 +1,30 @@
+// Package wake defines the activity signal that the resolver sends to the controller: "this
+// ElastiService has traffic". The first held request sends it at once and wakes the target;
+// later requests refresh it at most once per Interval so the controller never scales an active
+// Service to zero.
+package wake
+
+import "time"
+
+// Path is where the controller's leader accepts activity signals (HTTP POST).
+const Path = "/v1/activity"
+
+// DefaultPort is the controller's activity port.
+const DefaultPort = 8013
+
+// Audience is the audience of the service account token the resolver presents, so that a token
+// minted for elasti cannot be replayed against the API server or another service.
+const Audience = "elasti-controller"
+
+// Interval is the shortest time between two signals for the same target from one resolver
+// while the target is awake.
+const Interval = time.Second
+
+// Signal is the body of an activity POST.
+type Signal struct {
+	// Namespace and Name of the ElastiService.
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Held is true when the resolver is holding requests, that is the target must wake now.
+	Held bool `json:"held"`
+}
