@@ -1,0 +1,336 @@
+// Package routes rewrites Istio VirtualService HTTP routes between a target Service and the
+// resolver, and restores them exactly.
+//
+// A VirtualService belongs to its user, so the rewrite is surgical: only HTTP destinations that
+// point at the target change; each gets the resolver as host, the resolver's port, no subset, the
+// same weight, and request headers that tell the resolver the target, port and subset. The
+// original of each rewritten destination is recorded in an annotation under a restore key that
+// the destination also carries, so a restore finds it even after the user added, removed or
+// reordered routes while in Proxy mode. A restore puts back only what the rewrite changed and
+// keeps whatever the user edited since, such as a weight.
+package routes
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	apinetworking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// Target says which Service's routes move and where to.
+type Target struct {
+	// Key is "namespace/name" of the ElastiService.
+	Key string
+	// Service and Namespace of the target Service.
+	Service, Namespace string
+	// Domain is the cluster DNS domain, such as cluster.local.
+	Domain string
+	// ResolverHost is the resolver Service's FQDN and ResolverPort its HTTP port.
+	ResolverHost string
+	ResolverPort uint32
+}
+
+// FQDN is the target Service's fully qualified host.
+func (t Target) FQDN() string { return names.ServiceFQDN(t.Service, t.Namespace, t.Domain) }
+
+// Normalize returns the FQDN that a destination host names, for a VirtualService in namespace
+// vsNamespace. A short name is relative to the VirtualService's namespace, as Istio reads it;
+// "svc.ns" and "svc.ns.svc" are completed too, because users write them and mean the Service.
+func Normalize(host, vsNamespace, domain string) string {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	switch strings.Count(host, ".") {
+	case 0:
+		return host + "." + vsNamespace + ".svc." + domain
+	case 1:
+		return host + ".svc." + domain
+	}
+	if strings.HasSuffix(host, ".svc") {
+		return host + "." + domain
+	}
+	return host
+}
+
+// record is what the annotation keeps for one rewritten destination.
+type record struct {
+	Target      string          `json:"target"`
+	Destination json.RawMessage `json:"destination"`
+	Headers     json.RawMessage `json:"headers,omitempty"`
+}
+
+// RoutesTo reports whether vs has an HTTP destination that points at t, in either mode.
+func RoutesTo(vs *networkingv1.VirtualService, t Target) bool {
+	found := false
+	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
+		found = found || pointsAtTarget(d, vs.Namespace, t) || rewrittenFor(d, t)
+	})
+	return found
+}
+
+// Rewrite points every HTTP destination of vs that names t at the resolver and records the
+// originals in vs's annotations. It reports whether vs changed.
+func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
+	recs, err := readRecords(vs)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	var firstErr error
+	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
+		if firstErr != nil || !pointsAtTarget(d, vs.Namespace, t) {
+			return
+		}
+		key, rec, err := makeRecord(d, t.Key)
+		if err != nil {
+			firstErr = err
+			return
+		}
+		recs[key] = rec
+		orig := d.GetDestination()
+		d.Destination = &apinetworking.Destination{
+			Host: t.ResolverHost,
+			Port: &apinetworking.PortSelector{Number: t.ResolverPort},
+		}
+		if d.Headers == nil {
+			d.Headers = &apinetworking.Headers{}
+		}
+		if d.Headers.Request == nil {
+			d.Headers.Request = &apinetworking.Headers_HeaderOperations{}
+		}
+		set := map[string]string{v1alpha1.HeaderTarget: t.Key, v1alpha1.HeaderRestoreKey: key}
+		if orig.GetSubset() != "" {
+			set[v1alpha1.HeaderSubset] = orig.GetSubset()
+		}
+		if orig.GetPort().GetNumber() != 0 {
+			set[v1alpha1.HeaderPort] = strconv.FormatUint(uint64(orig.GetPort().GetNumber()), 10)
+		}
+		if d.Headers.Request.Set == nil {
+			d.Headers.Request.Set = map[string]string{}
+		}
+		maps.Copy(d.Headers.Request.Set, set)
+		changed = true
+	})
+	if firstErr != nil {
+		return false, firstErr
+	}
+	if changed {
+		if err := writeRecords(vs, recs); err != nil {
+			return false, err
+		}
+	}
+	return changed, nil
+}
+
+// Restore points every destination that Rewrite moved for t back at the target. It reports
+// whether vs changed.
+func Restore(vs *networkingv1.VirtualService, t Target) (bool, error) {
+	recs, err := readRecords(vs)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	var firstErr error
+	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
+		if firstErr != nil || !rewrittenFor(d, t) {
+			return
+		}
+		set := d.GetHeaders().GetRequest().GetSet()
+		key := set[v1alpha1.HeaderRestoreKey]
+		if rec, ok := recs[key]; ok && rec.Target == t.Key {
+			if err := applyRecord(d, rec); err != nil {
+				firstErr = err
+				return
+			}
+		} else {
+			rebuild(d, t)
+		}
+		changed = true
+	})
+	if firstErr != nil {
+		return false, firstErr
+	}
+	// Records of this target whose destinations are gone (the user deleted the route) go too.
+	for key, rec := range recs {
+		if rec.Target == t.Key {
+			delete(recs, key)
+			changed = true
+		}
+	}
+	if changed {
+		if err := writeRecords(vs, recs); err != nil {
+			return false, err
+		}
+	}
+	return changed, nil
+}
+
+func eachDestination(spec *apinetworking.VirtualService, fn func(*apinetworking.HTTPRouteDestination)) {
+	for _, r := range spec.GetHttp() {
+		// Delegated routes live in another VirtualService; mirrors are copies, and pointing a
+		// mirror at the resolver would wake the target for traffic nobody waits for.
+		if r.GetDelegate() != nil {
+			continue
+		}
+		for _, d := range r.GetRoute() {
+			if d != nil {
+				fn(d)
+			}
+		}
+	}
+}
+
+func pointsAtTarget(d *apinetworking.HTTPRouteDestination, vsNamespace string, t Target) bool {
+	host := d.GetDestination().GetHost()
+	return host != "" && Normalize(host, vsNamespace, t.Domain) == t.FQDN()
+}
+
+func rewrittenFor(d *apinetworking.HTTPRouteDestination, t Target) bool {
+	return d.GetDestination().GetHost() == t.ResolverHost &&
+		d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget] == t.Key
+}
+
+// makeRecord captures d before the rewrite. The key hashes the target and the original
+// destination without its weight, so identical destinations share one record.
+func makeRecord(d *apinetworking.HTTPRouteDestination, target string) (string, record, error) {
+	orig := &apinetworking.HTTPRouteDestination{Destination: d.GetDestination(), Headers: d.GetHeaders()}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(orig)
+	if err != nil {
+		return "", record{}, fmt.Errorf("hashing destination: %w", err)
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(target))
+	_, _ = h.Write(raw)
+	key := fmt.Sprintf("%016x", h.Sum64())
+
+	rec := record{Target: target}
+	if rec.Destination, err = compactJSON(d.GetDestination()); err != nil {
+		return "", record{}, err
+	}
+	if d.GetHeaders() != nil {
+		if rec.Headers, err = compactJSON(d.GetHeaders()); err != nil {
+			return "", record{}, err
+		}
+	}
+	return key, rec, nil
+}
+
+func applyRecord(d *apinetworking.HTTPRouteDestination, rec record) error {
+	dest := &apinetworking.Destination{}
+	if err := protojson.Unmarshal(rec.Destination, dest); err != nil {
+		return fmt.Errorf("reading recorded destination: %w", err)
+	}
+	d.Destination = dest
+	d.Headers = nil
+	if len(rec.Headers) > 0 {
+		h := &apinetworking.Headers{}
+		if err := protojson.Unmarshal(rec.Headers, h); err != nil {
+			return fmt.Errorf("reading recorded headers: %w", err)
+		}
+		d.Headers = h
+	}
+	return nil
+}
+
+// rebuild restores d from its headers alone, for when the record was lost (for example, the
+// annotation was removed by hand): the target's FQDN, the port and subset it had, and none of
+// elasti's headers.
+func rebuild(d *apinetworking.HTTPRouteDestination, t Target) {
+	set := d.GetHeaders().GetRequest().GetSet()
+	dest := &apinetworking.Destination{Host: t.FQDN(), Subset: set[v1alpha1.HeaderSubset]}
+	if p, err := strconv.ParseUint(set[v1alpha1.HeaderPort], 10, 32); err == nil && p > 0 {
+		dest.Port = &apinetworking.PortSelector{Number: uint32(p)}
+	}
+	d.Destination = dest
+	for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSubset, v1alpha1.HeaderPort} {
+		delete(set, h)
+	}
+	if len(set) == 0 {
+		d.Headers.Request.Set = nil
+	}
+	if proto.Equal(d.Headers.Request, &apinetworking.Headers_HeaderOperations{}) {
+		d.Headers.Request = nil
+	}
+	if proto.Equal(d.Headers, &apinetworking.Headers{}) {
+		d.Headers = nil
+	}
+}
+
+// compactJSON is protojson without its deliberately unstable whitespace, so that annotations
+// are byte-for-byte stable and writes happen only on real changes.
+func compactJSON(m proto.Message) (json.RawMessage, error) {
+	raw, err := protojson.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("recording route: %w", err)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fmt.Errorf("recording route: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func readRecords(vs *networkingv1.VirtualService) (map[string]record, error) {
+	recs := map[string]record{}
+	raw, ok := vs.Annotations[v1alpha1.AnnotationOriginalRoutes]
+	if !ok || raw == "" {
+		return recs, nil
+	}
+	if err := json.Unmarshal([]byte(raw), &recs); err != nil {
+		return nil, fmt.Errorf("annotation %s on VirtualService %s/%s is not valid: %w",
+			v1alpha1.AnnotationOriginalRoutes, vs.Namespace, vs.Name, err)
+	}
+	return recs, nil
+}
+
+func writeRecords(vs *networkingv1.VirtualService, recs map[string]record) error {
+	if len(recs) == 0 {
+		delete(vs.Annotations, v1alpha1.AnnotationOriginalRoutes)
+		if len(vs.Annotations) == 0 {
+			vs.Annotations = nil
+		}
+		return nil
+	}
+	raw, err := json.Marshal(recs)
+	if err != nil {
+		return fmt.Errorf("recording routes: %w", err)
+	}
+	if vs.Annotations == nil {
+		vs.Annotations = map[string]string{}
+	}
+	vs.Annotations[v1alpha1.AnnotationOriginalRoutes] = string(raw)
+	return nil
+}
+
+// Visible reports whether vs is in effect for callers of a Service in serviceNamespace that is
+// exported to serviceExportTo (the networking.istio.io/exportTo annotation, split on commas;
+// empty means everywhere). A VirtualService exported nowhere ("~") routes nothing, and one in a
+// namespace that cannot see the Service cannot route to it.
+func Visible(vs *networkingv1.VirtualService, serviceNamespace string, serviceExportTo []string) bool {
+	exp := vs.Spec.GetExportTo()
+	if len(exp) == 1 && exp[0] == "~" {
+		return false
+	}
+	if len(serviceExportTo) == 0 {
+		return true
+	}
+	for _, e := range serviceExportTo {
+		e = strings.TrimSpace(e)
+		switch {
+		case e == "*", e == vs.Namespace:
+			return true
+		case e == "." && vs.Namespace == serviceNamespace:
+			return true
+		}
+	}
+	return false
+}

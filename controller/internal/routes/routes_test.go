@@ -1,0 +1,212 @@
+package routes
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+var target = Target{
+	Key:          "shop/target-es",
+	Service:      "target",
+	Namespace:    "shop",
+	Domain:       "cluster.local",
+	ResolverHost: "elasti-resolver.elasti-system.svc.cluster.local",
+	ResolverPort: 8012,
+}
+
+func load(t *testing.T, path string) *networkingv1.VirtualService {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := &networkingv1.VirtualService{}
+	if err := yaml.Unmarshal(raw, vs); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return vs
+}
+
+func dump(t *testing.T, vs *networkingv1.VirtualService) []byte {
+	t.Helper()
+	raw, err := yaml.Marshal(vs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func diffVS(a, b *networkingv1.VirtualService) string {
+	return cmp.Diff(a, b, protocmp.Transform())
+}
+
+// TestGolden checks each rewrite against testdata/<case>/proxy.yaml, and that restore(rewrite(x))
+// is x, and that both directions are idempotent.
+func TestGolden(t *testing.T) {
+	dirs, err := filepath.Glob("testdata/*")
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no golden cases: %v", err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			input := load(t, filepath.Join(dir, "input.yaml"))
+			proxied := input.DeepCopy()
+			changed, err := Rewrite(proxied, target)
+			if err != nil {
+				t.Fatalf("Rewrite: %v", err)
+			}
+			if !changed {
+				t.Fatalf("Rewrite changed nothing")
+			}
+			golden := filepath.Join(dir, "proxy.yaml")
+			if *update {
+				if err := os.WriteFile(golden, dump(t, proxied), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d := diffVS(load(t, golden), proxied); d != "" {
+				t.Errorf("Rewrite() differs from %s (-want +got):\n%s", golden, d)
+			}
+			if !RoutesTo(proxied, target) || !RoutesTo(input, target) {
+				t.Errorf("RoutesTo() = false for a VirtualService that routes to the target")
+			}
+
+			again := proxied.DeepCopy()
+			if changed, err := Rewrite(again, target); err != nil || changed {
+				t.Errorf("second Rewrite() = %v, %v; want no change", changed, err)
+			}
+
+			restored := proxied.DeepCopy()
+			if changed, err := Restore(restored, target); err != nil || !changed {
+				t.Fatalf("Restore() = %v, %v; want a change", changed, err)
+			}
+			if d := diffVS(input, restored); d != "" {
+				t.Errorf("Restore(Rewrite(x)) != x (-want +got):\n%s", d)
+			}
+			if changed, err := Restore(restored, target); err != nil || changed {
+				t.Errorf("second Restore() = %v, %v; want no change", changed, err)
+			}
+		})
+	}
+}
+
+func TestRestoreKeepsUserEditsMadeInProxyMode(t *testing.T) {
+	input := load(t, "testdata/subsets-weights/input.yaml")
+	vs := input.DeepCopy()
+	if _, err := Rewrite(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	// The user shifts the canary weights, adds a route to another service, and sets a timeout.
+	vs.Spec.Http[0].Route[0].Weight = 70
+	vs.Spec.Http[0].Route[1].Weight = 30
+	vs.Spec.Http[0].Timeout = nil
+	extra := load(t, "testdata/mixed-destinations/input.yaml").Spec.Http[2]
+	vs.Spec.Http = append(vs.Spec.Http, extra)
+
+	if _, err := Restore(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	want := input.DeepCopy()
+	want.Spec.Http[0].Route[0].Weight = 70
+	want.Spec.Http[0].Route[1].Weight = 30
+	want.Spec.Http[0].Timeout = nil
+	want.Spec.Http = append(want.Spec.Http, extra)
+	if d := diffVS(want, vs); d != "" {
+		t.Errorf("Restore() lost a user edit (-want +got):\n%s", d)
+	}
+}
+
+func TestRestoreWithoutRecordRebuildsFromHeaders(t *testing.T) {
+	vs := load(t, "testdata/subsets-weights/input.yaml")
+	if _, err := Rewrite(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	delete(vs.Annotations, v1alpha1.AnnotationOriginalRoutes)
+	if _, err := Restore(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	got := vs.Spec.Http[0].Route[1]
+	if got.GetDestination().GetHost() != target.FQDN() || got.GetDestination().GetSubset() != "v2" ||
+		got.GetDestination().GetPort().GetNumber() != 8080 || got.GetWeight() != 10 || got.GetHeaders() != nil {
+		t.Errorf("rebuilt destination = %v, want %s subset v2 port 8080 weight 10 without headers", got, target.FQDN())
+	}
+}
+
+func TestRestoreLeavesOtherTargetsAlone(t *testing.T) {
+	other := target
+	other.Key, other.Service = "shop/legacy-es", "legacy"
+	vs := load(t, "testdata/mixed-destinations/input.yaml")
+	for _, tg := range []Target{target, other} {
+		if _, err := Rewrite(vs, tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Restore(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	if !rewrittenFor(vs.Spec.Http[0].Route[1], other) || !rewrittenFor(vs.Spec.Http[2].Route[0], other) {
+		t.Errorf("Restore() for one target restored another's destinations")
+	}
+	if got := vs.Spec.Http[0].Route[0].GetDestination().GetHost(); got != "target" {
+		t.Errorf("target destination host = %q, want it restored to %q", got, "target")
+	}
+	if _, ok := vs.Annotations[v1alpha1.AnnotationOriginalRoutes]; !ok {
+		t.Errorf("the other target's records were dropped")
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	tests := map[string]struct{ host, ns, want string }{
+		"short name is relative to the VirtualService": {"target", "shop", "target.shop.svc.cluster.local"},
+		"namespace-qualified":                          {"target.shop", "other", "target.shop.svc.cluster.local"},
+		"svc suffix":                                   {"target.shop.svc", "other", "target.shop.svc.cluster.local"},
+		"fqdn with trailing dot and capitals":          {"Target.shop.svc.cluster.local.", "other", "target.shop.svc.cluster.local"},
+		"external host stays":                          {"api.example.com", "shop", "api.example.com"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Normalize(tc.host, tc.ns, "cluster.local"); got != tc.want {
+				t.Errorf("Normalize(%q, %q) = %q, want %q", tc.host, tc.ns, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestVisible(t *testing.T) {
+	vs := func(ns string, exportTo ...string) *networkingv1.VirtualService {
+		v := &networkingv1.VirtualService{}
+		v.Namespace = ns
+		v.Spec.ExportTo = exportTo
+		return v
+	}
+	tests := map[string]struct {
+		vs       *networkingv1.VirtualService
+		exportTo []string
+		want     bool
+	}{
+		"defaults":                             {vs("gw"), nil, true},
+		"exported nowhere":                     {vs("shop", "~"), nil, false},
+		"service private, same namespace":      {vs("shop"), []string{"."}, true},
+		"service private, other namespace":     {vs("gw"), []string{"."}, false},
+		"service exported to the VS namespace": {vs("gw"), []string{"gw"}, true},
+		"service exported everywhere":          {vs("gw"), []string{"*"}, true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Visible(tc.vs, "shop", tc.exportTo); got != tc.want {
+				t.Errorf("Visible() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
