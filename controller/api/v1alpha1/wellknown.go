@@ -48,3 +48,11 @@ const (
 
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.
 func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
+
+// LabelComponent says which part of elasti an object is; the controller's and resolver's caches
+// select EndpointSlices by it, and the EndpointSlice controller copies it from Services to their
+// slices.
+const LabelComponent = "elasti.dev/component"
+
+// ComponentResolver is the LabelComponent value of the resolver's Service.
+const ComponentResolver = "resolver"

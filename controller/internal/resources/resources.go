@@ -1,0 +1,213 @@
+// Package resources builds the objects that elasti owns, as pure functions of the ElastiService
+// and what was observed. The reconciler compares them with what exists and writes only on a diff.
+package resources
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+	apinetworking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// Component values of v1alpha1.LabelComponent.
+const (
+	ComponentPrivateService = "private-service"
+	ComponentResolverSlice  = "resolver-slice"
+	ComponentReplayRoute    = "replay-route"
+)
+
+func labels(es *v1alpha1.ElastiService, component string) map[string]string {
+	return map[string]string{
+		v1alpha1.LabelManagedBy:     v1alpha1.ManagedByValue,
+		v1alpha1.LabelElastiService: es.Name,
+		v1alpha1.LabelComponent:     component,
+	}
+}
+
+func owner(es *v1alpha1.ElastiService) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(es, v1alpha1.GroupVersion.WithKind("ElastiService"))}
+}
+
+// PrivateService selects the target's pods with every port of the public Service. The resolver
+// replays through it and the controller reads the target's readiness from its EndpointSlices;
+// unlike the public Service, it never points at the resolver.
+func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.Service {
+	ports := make([]corev1.ServicePort, 0, len(public.Spec.Ports))
+	for _, p := range public.Spec.Ports {
+		ports = append(ports, corev1.ServicePort{
+			Name:        p.Name,
+			Protocol:    p.Protocol,
+			AppProtocol: p.AppProtocol,
+			Port:        p.Port,
+			TargetPort:  p.TargetPort,
+		})
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            names.PrivateService(es.Spec.Service),
+			Namespace:       es.Namespace,
+			Labels:          labels(es, ComponentPrivateService),
+			OwnerReferences: owner(es),
+		},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeClusterIP,
+			Selector:       public.Spec.Selector,
+			Ports:          ports,
+			IPFamilyPolicy: public.Spec.IPFamilyPolicy,
+			IPFamilies:     public.Spec.IPFamilies,
+			// Readiness is what the resolver waits for; publishing unready pods would open the
+			// gate too early.
+			PublishNotReadyAddresses: false,
+		},
+	}
+}
+
+// ResolverSlices point the public Service at the resolver pods, one EndpointSlice per IP family
+// in use, with every Service port mapped to the resolver's port. kube-proxy and Istio merge them
+// into the Service, so non-mesh callers (and mesh callers without a VirtualService) reach the
+// resolver without any edit to the user's Service.
+func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolverAddrs []string, resolverPort int32) []*discoveryv1.EndpointSlice {
+	byFamily := map[discoveryv1.AddressType][]string{}
+	for _, a := range resolverAddrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue
+		}
+		family := discoveryv1.AddressTypeIPv4
+		if ip.Is6() && !ip.Is4In6() {
+			family = discoveryv1.AddressTypeIPv6
+		}
+		byFamily[family] = append(byFamily[family], ip.String())
+	}
+	ports := make([]discoveryv1.EndpointPort, 0, len(public.Spec.Ports))
+	for _, p := range public.Spec.Ports {
+		ports = append(ports, discoveryv1.EndpointPort{
+			Name:        ptr.To(p.Name),
+			Protocol:    ptr.To(p.Protocol),
+			AppProtocol: p.AppProtocol,
+			Port:        ptr.To(resolverPort),
+		})
+	}
+	var out []*discoveryv1.EndpointSlice
+	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+		addrs := byFamily[family]
+		if len(addrs) == 0 {
+			continue
+		}
+		sort.Strings(addrs)
+		addrs = slices.Compact(addrs)
+		eps := make([]discoveryv1.Endpoint, 0, len(addrs))
+		for _, a := range addrs {
+			eps = append(eps, discoveryv1.Endpoint{
+				Addresses:  []string{a},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+			})
+		}
+		l := labels(es, ComponentResolverSlice)
+		l[discoveryv1.LabelServiceName] = public.Name
+		l[discoveryv1.LabelManagedBy] = v1alpha1.EndpointSliceManager
+		out = append(out, &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:            names.ResolverSlice(es.Spec.Service, familyName(family)),
+				Namespace:       es.Namespace,
+				Labels:          l,
+				OwnerReferences: owner(es),
+			},
+			AddressType: family,
+			Endpoints:   eps,
+			Ports:       ports,
+		})
+	}
+	return out
+}
+
+func familyName(f discoveryv1.AddressType) string {
+	if f == discoveryv1.AddressTypeIPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// ResolverSliceNames lists every name ResolverSlices can produce, so stale ones can be removed.
+func ResolverSliceNames(es *v1alpha1.ElastiService) []string {
+	return []string{names.ResolverSlice(es.Spec.Service, "ipv4"), names.ResolverSlice(es.Spec.Service, "ipv6")}
+}
+
+// ReplayDestinationRule declares the public DestinationRule's subsets and traffic policy on the
+// private host, so that the resolver's sidecar can reach the subset the original route named
+// with the same TLS and connection settings.
+func ReplayDestinationRule(es *v1alpha1.ElastiService, public *networkingv1.DestinationRule, domain string) *networkingv1.DestinationRule {
+	spec := &apinetworking.DestinationRule{
+		Host:          names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain),
+		TrafficPolicy: proto.Clone(public.Spec.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
+	}
+	for _, s := range public.Spec.GetSubsets() {
+		spec.Subsets = append(spec.Subsets, proto.Clone(s).(*apinetworking.Subset))
+	}
+	if public.Spec.GetTrafficPolicy() == nil {
+		spec.TrafficPolicy = nil
+	}
+	dr := &networkingv1.DestinationRule{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            names.PrivateDestinationRule(es.Spec.Service),
+			Namespace:       es.Namespace,
+			Labels:          labels(es, ComponentReplayRoute),
+			OwnerReferences: owner(es),
+		},
+	}
+	proto.Merge(&dr.Spec, spec)
+	return dr
+}
+
+// ReplayVirtualService routes a replay on the private host to the subset named by the
+// X-Elasti-Subset header that the public route's rewrite set, and to any pod otherwise.
+func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain string) *networkingv1.VirtualService {
+	host := names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain)
+	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}}
+	for _, s := range subsets {
+		spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
+			Name: "subset-" + s,
+			Match: []*apinetworking.HTTPMatchRequest{{
+				Headers: map[string]*apinetworking.StringMatch{
+					headerKey(v1alpha1.HeaderSubset): {MatchType: &apinetworking.StringMatch_Exact{Exact: s}},
+				},
+			}},
+			Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host, Subset: s}}},
+		})
+	}
+	spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
+		Name:  "any",
+		Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host}}},
+	})
+	vs := &networkingv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            names.PrivateVirtualService(es.Spec.Service),
+			Namespace:       es.Namespace,
+			Labels:          labels(es, ComponentReplayRoute),
+			OwnerReferences: owner(es),
+		},
+	}
+	proto.Merge(&vs.Spec, spec)
+	return vs
+}
+
+// headerKey is the form Istio's header matches expect: lower case.
+func headerKey(h string) string {
+	b := []byte(h)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,129 @@
+// Package scaler moves a workload's replica count through the generic /scale subresource, so that
+// any kind with one works: Deployments, StatefulSets, Argo Rollouts and custom resources. It also
+// pauses and resumes a KEDA ScaledObject around zero, so that elasti owns 0 <-> min and the
+// autoscaler owns 1..N, never both.
+package scaler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+)
+
+// KEDA's pause annotations: with paused-replicas set KEDA holds the target at that count and
+// stops acting on it.
+const (
+	kedaPausedReplicas = "autoscaling.keda.sh/paused-replicas"
+	kedaPaused         = "autoscaling.keda.sh/paused"
+)
+
+var scaledObjectGVK = schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: "ScaledObject"}
+
+// Scaler reads and writes replica counts.
+type Scaler struct {
+	Client client.Client
+	Mapper meta.RESTMapper
+}
+
+// Scale is a target's replica count as /scale reports it.
+type Scale struct {
+	// Spec is the desired replica count.
+	Spec int32
+	// Status is the observed replica count.
+	Status int32
+}
+
+// GVK resolves a scaleTargetRef to a kind; a plural resource name such as "deployments" is
+// accepted too, as KubeElasti users write it.
+func (s *Scaler) GVK(ref v1alpha1.ScaleTargetRef) (schema.GroupVersionKind, error) {
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("scaleTargetRef.apiVersion %q: %w", ref.APIVersion, err)
+	}
+	gvk := gv.WithKind(ref.Kind)
+	if _, err := s.Mapper.RESTMapping(gvk.GroupKind(), gv.Version); err == nil {
+		return gvk, nil
+	}
+	kind, err := s.Mapper.KindFor(gv.WithResource(strings.ToLower(ref.Kind)))
+	if err != nil {
+		return schema.GroupVersionKind{}, fmt.Errorf("scaleTargetRef %s %s is not a known kind or resource: %w", ref.APIVersion, ref.Kind, err)
+	}
+	return kind, nil
+}
+
+func (s *Scaler) target(namespace string, ref v1alpha1.ScaleTargetRef) (*unstructured.Unstructured, error) {
+	gvk, err := s.GVK(ref)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	u.SetNamespace(namespace)
+	u.SetName(ref.Name)
+	return u, nil
+}
+
+// Get reads the target's scale.
+func (s *Scaler) Get(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef) (Scale, error) {
+	u, err := s.target(namespace, ref)
+	if err != nil {
+		return Scale{}, err
+	}
+	sc := &unstructured.Unstructured{}
+	sc.SetGroupVersionKind(schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"})
+	if err := s.Client.SubResource("scale").Get(ctx, u, sc); err != nil {
+		return Scale{}, fmt.Errorf("reading /scale of %s %s/%s: %w", u.GetKind(), namespace, ref.Name, err)
+	}
+	spec, _, _ := unstructured.NestedInt64(sc.Object, "spec", "replicas")
+	status, _, _ := unstructured.NestedInt64(sc.Object, "status", "replicas")
+	return Scale{Spec: int32(spec), Status: int32(status)}, nil
+}
+
+// Set writes the target's desired replica count.
+func (s *Scaler) Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef, replicas int32) error {
+	u, err := s.target(namespace, ref)
+	if err != nil {
+		return err
+	}
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	if err := s.Client.SubResource("scale").Patch(ctx, u, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("scaling %s %s/%s to %d: %w", u.GetKind(), namespace, ref.Name, replicas, err)
+	}
+	return nil
+}
+
+// PauseAutoscaler stops KEDA from scaling the target while it is at zero. An HPA needs nothing:
+// it does not act on a target with zero replicas.
+func (s *Scaler) PauseAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error {
+	if as == nil || as.Type != v1alpha1.AutoscalerKEDA {
+		return nil
+	}
+	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":"0"}}}`)
+}
+
+// ResumeAutoscaler hands 1..N back to KEDA.
+func (s *Scaler) ResumeAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error {
+	if as == nil || as.Type != v1alpha1.AutoscalerKEDA {
+		return nil
+	}
+	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":null,"`+kedaPaused+`":null}}}`)
+}
+
+func (s *Scaler) patchScaledObject(ctx context.Context, namespace, name, patch string) error {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(scaledObjectGVK)
+	u.SetNamespace(namespace)
+	u.SetName(name)
+	if err := s.Client.Patch(ctx, u, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		return fmt.Errorf("patching KEDA ScaledObject %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
