@@ -1,0 +1,189 @@
+// Command elasti-controller reconciles ElastiServices: it switches Services between Serve and
+// Proxy mode over Istio routes and EndpointSlices, and scales their targets to zero and back.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"net/http"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/reconciler"
+	"github.com/elasti-dev/elasti/controller/internal/scaler"
+	"github.com/elasti-dev/elasti/internal/version"
+	"github.com/elasti-dev/elasti/internal/wake"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "elasti-controller:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	metricsAddr, probeAddr, activityAddr string
+	leaderElect                          bool
+	leaderElectionNamespace              string
+	watchNamespaces                      string
+	resolverService                      string
+	resolverPort                         int
+	clusterDomain                        string
+	drainDelay, triggerInterval          time.Duration
+	activityAuth                         string
+	activityUsers                        string
+	concurrency                          int
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&o.activityAddr, "activity-bind-address", fmt.Sprintf(":%d", wake.DefaultPort), "Address where the resolver's activity signals arrive.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one replica acts.")
+	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; the pod's namespace when empty.")
+	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; all when empty. With a list, Roles suffice instead of ClusterRoles.")
+	flag.StringVar(&o.resolverService, "resolver-service", "elasti-system/elasti-resolver", "namespace/name of the resolver's Service.")
+	flag.IntVar(&o.resolverPort, "resolver-port", 8012, "The resolver's HTTP port.")
+	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain.")
+	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "How long Proxy mode stays programmed before a target goes to zero, so that every caller's proxy follows the routes first.")
+	flag.DurationVar(&o.triggerInterval, "trigger-interval", 30*time.Second, "How often triggers are read while a target has replicas.")
+	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
+	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
+	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("starting elasti-controller", "version", version.Version)
+
+	resolverNS, resolverName, ok := strings.Cut(o.resolverService, "/")
+	if !ok || resolverNS == "" || resolverName == "" {
+		return fmt.Errorf("--resolver-service must be namespace/name, got %q", o.resolverService)
+	}
+	if o.activityAuth != "tokenreview" && o.activityAuth != "none" {
+		return fmt.Errorf("--activity-auth must be tokenreview or none, got %q", o.activityAuth)
+	}
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return err
+		}
+	}
+
+	cacheOpts := cache.Options{}
+	if o.watchNamespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{resolverNS: {}}
+		for _, ns := range strings.Split(o.watchNamespaces, ",") {
+			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "elasti-controller.elasti.dev",
+		LeaderElectionNamespace:       o.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptrTo(20 * time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	istio, err := hasKind(mgr.GetRESTMapper(), networkingv1.SchemeGroupVersion.WithKind("VirtualService").GroupKind())
+	if err != nil {
+		return err
+	}
+	if !istio {
+		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
+	}
+
+	metrics.Registry.MustRegister(activity.Collectors()...)
+	store := activity.NewStore()
+	events := make(chan event.GenericEvent, 1024)
+	var auth activity.Authenticator
+	if o.activityAuth == "tokenreview" {
+		auth = &activity.TokenReviewer{Client: mgr.GetClient(), Users: strings.Split(o.activityUsers, ",")}
+	}
+	if err := mgr.Add(&activity.Server{Addr: o.activityAddr, Handler: &activity.Handler{
+		Store: store, Auth: auth, Elected: mgr.Elected(), Events: events, Log: ctrl.Log.WithName("activity"),
+	}}); err != nil {
+		return err
+	}
+
+	r := &reconciler.Reconciler{
+		Client: mgr.GetClient(),
+		Config: reconciler.Config{
+			ResolverNamespace: resolverNS,
+			ResolverService:   resolverName,
+			ResolverPort:      int32(o.resolverPort),
+			ClusterDomain:     o.clusterDomain,
+			DrainDelay:        o.drainDelay,
+			TriggerInterval:   o.triggerInterval,
+			Istio:             istio,
+		},
+		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
+		Activity: store,
+		Recorder: mgr.GetEventRecorder("elasti-controller"),
+		Events:   events,
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency}); err != nil {
+		return fmt.Errorf("setting up the controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+			return errors.New("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// hasKind reports whether the API server serves gk.
+func hasKind(mapper meta.RESTMapper, gk schema.GroupKind) (bool, error) {
+	_, err := mapper.RESTMapping(gk)
+	if meta.IsNoMatchError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up %s: %w", gk, err)
+	}
+	return true, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }

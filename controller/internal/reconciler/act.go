@@ -1,0 +1,280 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/decide"
+	"github.com/elasti-dev/elasti/controller/internal/resources"
+	"github.com/elasti-dev/elasti/controller/internal/routes"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// annotationExportTo is Istio's per-Service visibility annotation.
+const annotationExportTo = "networking.istio.io/exportTo"
+
+func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
+	want := resources.PrivateService(es, public)
+	have := &corev1.Service{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	if apierrors.IsNotFound(err) {
+		if err := r.Create(ctx, want); err != nil {
+			return fmt.Errorf("creating private Service %s: %w", want.Name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading private Service %s: %w", want.Name, err)
+	}
+	if equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
+		equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) && hasLabels(have, want.Labels) {
+		return nil
+	}
+	patched := have.DeepCopy()
+	patched.Spec.Selector, patched.Spec.Ports = want.Spec.Selector, want.Spec.Ports
+	patched.Labels = mergeLabels(patched.Labels, want.Labels)
+	if err := r.Patch(ctx, patched, client.MergeFromWithOptions(have, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("updating private Service %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// ensureReplayRoutes mirrors the public DestinationRule onto the private host, with a
+// VirtualService that picks the subset the resolver names, or removes both when there is none.
+func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.ElastiService, public *networkingv1.DestinationRule) error {
+	drKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateDestinationRule(es.Spec.Service)}
+	vsKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateVirtualService(es.Spec.Service)}
+	if public == nil {
+		return r.deleteAll(ctx, &networkingv1.DestinationRule{ObjectMeta: objectMeta(drKey)},
+			&networkingv1.VirtualService{ObjectMeta: objectMeta(vsKey)})
+	}
+	dr := resources.ReplayDestinationRule(es, public, r.ClusterDomain)
+	var subsets []string
+	for _, s := range public.Spec.GetSubsets() {
+		subsets = append(subsets, s.GetName())
+	}
+	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain)
+
+	haveDR := &networkingv1.DestinationRule{}
+	if err := r.upsert(ctx, dr, haveDR, func() bool { return proto.Equal(&haveDR.Spec, &dr.Spec) }, func() {
+		proto.Reset(&haveDR.Spec)
+		proto.Merge(&haveDR.Spec, &dr.Spec)
+	}); err != nil {
+		return err
+	}
+	haveVS := &networkingv1.VirtualService{}
+	return r.upsert(ctx, vs, haveVS, func() bool { return proto.Equal(&haveVS.Spec, &vs.Spec) }, func() {
+		proto.Reset(&haveVS.Spec)
+		proto.Merge(&haveVS.Spec, &vs.Spec)
+	})
+}
+
+// upsert creates want, or, when have (read into) differs by same(), applies set() to a copy and
+// patches it with an optimistic lock.
+func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same func() bool, set func()) error {
+	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	if apierrors.IsNotFound(err) {
+		if err := r.Create(ctx, want); err != nil {
+			return fmt.Errorf("creating %T %s: %w", want, want.GetName(), err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %T %s: %w", want, want.GetName(), err)
+	}
+	if same() && hasLabels(have, want.GetLabels()) {
+		return nil
+	}
+	before := have.DeepCopyObject().(client.Object)
+	set()
+	have.SetLabels(mergeLabels(have.GetLabels(), want.GetLabels()))
+	if err := r.Patch(ctx, have, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("updating %T %s: %w", want, want.GetName(), err)
+	}
+	return nil
+}
+
+// programRoutes points every route at the resolver (Proxy) or back at the target (Serve), and
+// records the routes that point at the resolver in status.
+func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiService, mode v1alpha1.Mode, obs *observed) error {
+	t := r.target(es)
+	var refs []v1alpha1.RouteRef
+	var exportTo []string
+	if obs.public != nil && obs.public.Annotations[annotationExportTo] != "" {
+		exportTo = strings.Split(obs.public.Annotations[annotationExportTo], ",")
+	}
+	for _, vs := range obs.virtualServices {
+		edited := vs.DeepCopy()
+		var changed bool
+		var err error
+		if mode == v1alpha1.ModeProxy && routes.Visible(vs, es.Namespace, exportTo) {
+			changed, err = routes.Rewrite(edited, t)
+		} else {
+			changed, err = routes.Restore(edited, t)
+		}
+		if err != nil {
+			return err
+		}
+		if changed {
+			// The lock makes a concurrent edit by the user a conflict and a retry on fresh
+			// data, never a silent overwrite.
+			if err := r.Patch(ctx, edited, client.MergeFromWithOptions(vs, client.MergeFromWithOptimisticLock{})); err != nil {
+				return fmt.Errorf("patching VirtualService %s/%s: %w", vs.Namespace, vs.Name, err)
+			}
+		}
+		if mode == v1alpha1.ModeProxy && routes.RoutesTo(edited, t) {
+			refs = append(refs, v1alpha1.RouteRef{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name})
+		}
+	}
+
+	var want []*discoveryv1.EndpointSlice
+	if mode == v1alpha1.ModeProxy && obs.public != nil {
+		want = resources.ResolverSlices(es, obs.public, obs.resolverAddrs, r.ResolverPort)
+	}
+	for _, name := range resources.ResolverSliceNames(es) {
+		i := slices.IndexFunc(want, func(s *discoveryv1.EndpointSlice) bool { return s.Name == name })
+		if i < 0 {
+			if err := r.deleteAll(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: name}}); err != nil {
+				return err
+			}
+			continue
+		}
+		w, have := want[i], &discoveryv1.EndpointSlice{}
+		if err := r.upsert(ctx, w, have, func() bool {
+			return equality.Semantic.DeepEqual(have.Endpoints, w.Endpoints) && equality.Semantic.DeepEqual(have.Ports, w.Ports)
+		}, func() { have.Endpoints, have.Ports = w.Endpoints, w.Ports }); err != nil {
+			return err
+		}
+		refs = append(refs, v1alpha1.RouteRef{Kind: "EndpointSlice", Namespace: es.Namespace, Name: name})
+	}
+	es.Status.Routes = refs
+	return nil
+}
+
+func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, action decide.Scale, now time.Time) error {
+	switch action {
+	case decide.ScaleToZero:
+		if err := r.Scaler.PauseAutoscaler(ctx, es.Namespace, es.Spec.Autoscaler); err != nil {
+			return err
+		}
+		if err := r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, 0); err != nil {
+			return err
+		}
+		es.Status.TargetReplicas = 0
+		es.Status.LastScaledToZeroTime = &metav1.Time{Time: now}
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ScaledToZero", "Scale",
+			"scaled %s %s to zero after %ds idle", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.CooldownPeriod)
+	case decide.ScaleUp:
+		if err := r.wake(ctx, es); err != nil {
+			return err
+		}
+		es.Status.TargetReplicas = es.Spec.MinTargetReplicas
+		es.Status.LastScaledUpTime = &metav1.Time{Time: now}
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Scale",
+			"scaled %s %s from zero to %d", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
+	}
+	return nil
+}
+
+func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error {
+	if err := r.Scaler.ResumeAutoscaler(ctx, es.Namespace, es.Spec.Autoscaler); err != nil {
+		return err
+	}
+	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, max(es.Spec.MinTargetReplicas, 1))
+}
+
+// finalize undoes everything before the ElastiService goes: routes back to the target, the
+// target back to minTargetReplicas if it is at zero, and elasti's own objects removed. An
+// uninstall must never leave a workload at zero or a route pointing at nothing.
+func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) error {
+	if !controllerutil.ContainsFinalizer(es, v1alpha1.Finalizer) {
+		return nil
+	}
+	obs := &observed{}
+	if r.Istio {
+		var err error
+		if obs.virtualServices, err = r.virtualServicesFor(ctx, es); err != nil {
+			return err
+		}
+	}
+	if err := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); err != nil {
+		return err
+	}
+	sc, err := r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef)
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		// The target is gone; there is nothing to bring back.
+	case err != nil:
+		return err
+	case sc.Spec == 0:
+		if err := r.wake(ctx, es); err != nil {
+			return err
+		}
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",
+			"restored %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
+	}
+	if err := r.deleteAll(ctx,
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}}); err != nil {
+		return err
+	}
+	if r.Istio {
+		if err := r.ensureReplayRoutes(ctx, es, nil); err != nil {
+			return err
+		}
+	}
+	controllerutil.RemoveFinalizer(es, v1alpha1.Finalizer)
+	return r.Update(ctx, es)
+}
+
+func (r *Reconciler) deleteAll(ctx context.Context, objs ...client.Object) error {
+	for _, o := range objs {
+		if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+			return fmt.Errorf("deleting %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func objectMeta(k types.NamespacedName) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}
+}
+
+func hasLabels(o client.Object, want map[string]string) bool {
+	for k, v := range want {
+		if o.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func mergeLabels(have, want map[string]string) map[string]string {
+	out := make(map[string]string, len(have)+len(want))
+	for k, v := range have {
+		out[k] = v
+	}
+	for k, v := range want {
+		out[k] = v
+	}
+	return out
+}
+
+func equalStatus(a, b *v1alpha1.ElastiServiceStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

@@ -1,0 +1,118 @@
+package reconciler
+
+import (
+	"context"
+	"strings"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/routes"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// Field indexes on ElastiServices, so that a watch event maps to its ElastiServices without a
+// scan.
+const (
+	// indexService is spec.service, the public Service's name.
+	indexService = "elasti.dev/service"
+	// indexPrivateService is the private Service's name.
+	indexPrivateService = "elasti.dev/private-service"
+	// indexFQDN is the public Service's cluster-local FQDN.
+	indexFQDN = "elasti.dev/fqdn"
+)
+
+func (r *Reconciler) setupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
+	one := func(f func(*v1alpha1.ElastiService) string) client.IndexerFunc {
+		return func(o client.Object) []string { return []string{f(o.(*v1alpha1.ElastiService))} }
+	}
+	for name, fn := range map[string]client.IndexerFunc{
+		indexService:        one(func(es *v1alpha1.ElastiService) string { return es.Spec.Service }),
+		indexPrivateService: one(func(es *v1alpha1.ElastiService) string { return names.PrivateService(es.Spec.Service) }),
+		indexFQDN: one(func(es *v1alpha1.ElastiService) string {
+			return names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
+		}),
+	} {
+		if err := indexer.IndexField(ctx, &v1alpha1.ElastiService{}, name, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) byIndex(ctx context.Context, index, value string, opts ...client.ListOption) []reconcile.Request {
+	var list v1alpha1.ElastiServiceList
+	if err := r.List(ctx, &list, append(opts, client.MatchingFields{index: value})...); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, es := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: es.Namespace, Name: es.Name}})
+	}
+	return reqs
+}
+
+// mapService maps a public or private Service to its ElastiServices.
+func (r *Reconciler) mapService(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.byServiceName(ctx, o.GetNamespace(), o.GetName())
+}
+
+func (r *Reconciler) byServiceName(ctx context.Context, namespace, name string) []reconcile.Request {
+	ns := client.InNamespace(namespace)
+	return append(r.byIndex(ctx, indexService, name, ns), r.byIndex(ctx, indexPrivateService, name, ns)...)
+}
+
+// mapEndpointSlice maps the resolver's slices to every ElastiService (resolver readiness gates
+// Proxy mode for all of them), and a private or resolver slice to its ElastiService.
+func (r *Reconciler) mapEndpointSlice(ctx context.Context, o client.Object) []reconcile.Request {
+	svc := o.GetLabels()[discoveryv1.LabelServiceName]
+	if o.GetNamespace() == r.ResolverNamespace && svc == r.ResolverService {
+		var list v1alpha1.ElastiServiceList
+		if err := r.List(ctx, &list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, es := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: es.Namespace, Name: es.Name}})
+		}
+		return reqs
+	}
+	return r.byServiceName(ctx, o.GetNamespace(), svc)
+}
+
+// mapVirtualService maps a VirtualService to the ElastiServices whose Service it routes to, in
+// either mode.
+func (r *Reconciler) mapVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
+	vs := o.(*networkingv1.VirtualService)
+	seen := map[types.NamespacedName]bool{}
+	var reqs []reconcile.Request
+	add := func(rs []reconcile.Request) {
+		for _, rq := range rs {
+			if !seen[rq.NamespacedName] {
+				seen[rq.NamespacedName] = true
+				reqs = append(reqs, rq)
+			}
+		}
+	}
+	for _, route := range vs.Spec.GetHttp() {
+		for _, d := range route.GetRoute() {
+			add(r.byIndex(ctx, indexFQDN, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain)))
+			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
+				if ns, name, ok := strings.Cut(key, "/"); ok {
+					add([]reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}})
+				}
+			}
+		}
+	}
+	return reqs
+}
+
+// mapDestinationRule maps a DestinationRule to the ElastiServices of its host.
+func (r *Reconciler) mapDestinationRule(ctx context.Context, o client.Object) []reconcile.Request {
+	dr := o.(*networkingv1.DestinationRule)
+	return r.byIndex(ctx, indexFQDN, routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain))
+}

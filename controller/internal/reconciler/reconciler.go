@@ -1,0 +1,465 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/decide"
+	"github.com/elasti-dev/elasti/controller/internal/routes"
+	"github.com/elasti-dev/elasti/controller/internal/scaler"
+	"github.com/elasti-dev/elasti/controller/internal/triggers"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// EventRecorder records Kubernetes events; declared here, where it is used.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// Config is what the controller knows about its installation.
+type Config struct {
+	// ResolverNamespace and ResolverService name the resolver's Service.
+	ResolverNamespace, ResolverService string
+	// ResolverPort is the resolver's HTTP port, the one rewritten routes name.
+	ResolverPort int32
+	// ClusterDomain is the cluster's DNS domain, such as cluster.local.
+	ClusterDomain string
+	// DrainDelay is how long Proxy mode stays programmed before the target goes to zero.
+	DrainDelay time.Duration
+	// TriggerInterval is how often triggers are read while the target has replicas.
+	TriggerInterval time.Duration
+	// Istio is true when the VirtualService and DestinationRule kinds exist.
+	Istio bool
+}
+
+// Reconciler reconciles ElastiServices.
+type Reconciler struct {
+	client.Client
+	Config
+	Scaler   *scaler.Scaler
+	Activity *activity.Store
+	Recorder EventRecorder
+	// Events carries the activity endpoint's signals into the workqueue.
+	Events <-chan event.GenericEvent
+	// Triggers reads triggers; triggers.Evaluate when nil.
+	Triggers func(context.Context, *v1alpha1.ElastiService) triggers.Result
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// SetupWithManager registers the indexes, watches and the controller.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if err := r.setupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("indexing ElastiServices: %w", err)
+	}
+	// Status writes do not change the generation, so the controller's own writes do not
+	// come back as work; deletion and finalizer changes do.
+	esChanged := predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp()) ||
+				len(e.ObjectOld.GetFinalizers()) != len(e.ObjectNew.GetFinalizers())
+		},
+	})
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named("elastiservice").
+		For(&v1alpha1.ElastiService{}, builder.WithPredicates(esChanged)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapService)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapEndpointSlice)).
+		WithOptions(opts)
+	if r.Istio {
+		b = b.Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.mapVirtualService)).
+			Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(r.mapDestinationRule))
+	}
+	if r.Events != nil {
+		b = b.WatchesRawSource(source.Channel(r.Events, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(r)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) target(es *v1alpha1.ElastiService) routes.Target {
+	return routes.Target{
+		Key:          es.Key(),
+		Service:      es.Spec.Service,
+		Namespace:    es.Namespace,
+		Domain:       r.ClusterDomain,
+		ResolverHost: names.ServiceFQDN(r.ResolverService, r.ResolverNamespace, r.ClusterDomain),
+		ResolverPort: uint32(r.ResolverPort),
+	}
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	es := &v1alpha1.ElastiService{}
+	if err := r.Get(ctx, req.NamespacedName, es); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Activity.Forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !es.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, es)
+	}
+	if controllerutil.AddFinalizer(es, v1alpha1.Finalizer) {
+		if err := r.Update(ctx, es); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	before := es.Status.DeepCopy()
+	result, err := r.reconcile(ctx, es)
+	es.Status.ObservedGeneration = es.Generation
+	if !equalStatus(before, &es.Status) {
+		if uerr := r.Status().Update(ctx, es); uerr != nil {
+			return ctrl.Result{}, errors.Join(err, uerr)
+		}
+	}
+	return result, err
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	now := r.now()
+	obs, err := r.gather(ctx, es, now)
+	if err != nil {
+		r.setCondition(es, v1alpha1.ConditionReady, false, obs.reason, err.Error())
+		// Whatever went wrong, callers must not be left pointing at a resolver that may never
+		// wake the target: fall back to Serve mode.
+		if rerr := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); rerr != nil {
+			return ctrl.Result{}, errors.Join(err, rerr)
+		}
+		r.setMode(es, v1alpha1.ModeServe, now)
+		if obs.terminal {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+
+	d := decide.Decide(decide.Input{
+		Mode:            es.Status.Mode,
+		ModeSince:       timeOf(es.Status.ModeSince),
+		Replicas:        obs.scale.Spec,
+		ReadyEndpoints:  obs.ready,
+		ResolverReady:   len(obs.resolverAddrs) > 0,
+		LastActivity:    obs.lastActivity,
+		TriggersHealthy: obs.triggers.Err == nil,
+		Cooldown:        time.Duration(es.Spec.CooldownPeriod) * time.Second,
+		DrainDelay:      r.DrainDelay,
+	}, now)
+	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
+		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs))
+
+	// 1. The private Service, and the replay routes on its host.
+	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
+		return ctrl.Result{}, err
+	}
+	if r.Istio {
+		if err := r.ensureReplayRoutes(ctx, es, obs.destinationRule); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	// 2. Routes. Mode is recorded only once they are programmed: make before break.
+	if err := r.programRoutes(ctx, es, d.Mode, obs); err != nil {
+		r.setCondition(es, v1alpha1.ConditionRoutesProgrammed, false, "ProgrammingFailed", err.Error())
+		return ctrl.Result{}, err
+	}
+	r.setCondition(es, v1alpha1.ConditionRoutesProgrammed, true, string(d.Mode), "routes send callers to the "+modeTarget(d.Mode))
+	if es.Status.Mode != d.Mode {
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ModeChanged", "Program",
+			"%s mode: %s", d.Mode, d.Reason)
+		r.setMode(es, d.Mode, now)
+	}
+	// 3. Replicas.
+	if err := r.scale(ctx, es, d.Scale, now); err != nil {
+		r.setCondition(es, v1alpha1.ConditionReady, false, "ScaleFailed", err.Error())
+		return ctrl.Result{}, err
+	}
+	// 4. Status.
+	r.recordActivity(es, obs.lastActivity)
+	r.setCondition(es, v1alpha1.ConditionReady, true, d.Reason, readyMessage(d, es))
+
+	after := d.RequeueAfter
+	if obs.scale.Spec > 0 && d.Scale != decide.ScaleToZero && (after == 0 || after > r.TriggerInterval) {
+		// Triggers are the only source of activity while callers bypass the resolver.
+		after = r.TriggerInterval
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// observed is what gather saw.
+type observed struct {
+	public          *corev1.Service
+	scale           scaler.Scale
+	ready           int32
+	resolverAddrs   []string
+	virtualServices []*networkingv1.VirtualService
+	destinationRule *networkingv1.DestinationRule
+	triggers        triggers.Result
+	lastActivity    time.Time
+	// reason and terminal describe a gather error: a CamelCase reason, and whether only a
+	// change to some object (which a watch will report) can fix it.
+	reason   string
+	terminal bool
+}
+
+func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now time.Time) (*observed, error) {
+	obs := &observed{}
+	var err error
+	if r.Istio {
+		// Needed even when the rest fails, so that a failure can still restore the routes.
+		if obs.virtualServices, err = r.virtualServicesFor(ctx, es); err != nil {
+			obs.reason = "ListFailed"
+			return obs, err
+		}
+	}
+
+	obs.public = &corev1.Service{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: es.Namespace, Name: es.Spec.Service}, obs.public); err != nil {
+		obs.reason, obs.terminal = "ServiceNotFound", apierrors.IsNotFound(err)
+		return obs, fmt.Errorf("reading Service %s: %w", es.Spec.Service, err)
+	}
+	if len(obs.public.Spec.Selector) == 0 {
+		obs.reason, obs.terminal = "ServiceHasNoSelector", true
+		return obs, fmt.Errorf("Service %s has no selector, so elasti cannot find the target's pods", es.Spec.Service)
+	}
+
+	if obs.scale, err = r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef); err != nil {
+		obs.reason, obs.terminal = "TargetNotFound", apierrors.IsNotFound(err) || meta.IsNoMatchError(err)
+		r.setCondition(es, v1alpha1.ConditionTargetReady, false, obs.reason, err.Error())
+		return obs, err
+	}
+	es.Status.TargetReplicas = obs.scale.Spec
+
+	if obs.ready, err = r.readyEndpoints(ctx, es.Namespace, names.PrivateService(es.Spec.Service)); err != nil {
+		obs.reason = "ListFailed"
+		return obs, err
+	}
+	es.Status.ReadyEndpoints = obs.ready
+	if obs.ready > 0 {
+		r.setCondition(es, v1alpha1.ConditionTargetReady, true, "EndpointsReady", fmt.Sprintf("%d ready endpoints", obs.ready))
+	} else {
+		r.setCondition(es, v1alpha1.ConditionTargetReady, false, "NoReadyEndpoints", fmt.Sprintf("%d replicas, none ready", obs.scale.Spec))
+	}
+
+	if obs.resolverAddrs, err = r.resolverAddresses(ctx); err != nil {
+		obs.reason = "ListFailed"
+		return obs, err
+	}
+	if len(obs.resolverAddrs) > 0 {
+		r.setCondition(es, v1alpha1.ConditionResolverReady, true, "EndpointsReady", fmt.Sprintf("%d ready resolver endpoints", len(obs.resolverAddrs)))
+	} else {
+		r.setCondition(es, v1alpha1.ConditionResolverReady, false, "NoReadyEndpoints",
+			fmt.Sprintf("no ready endpoints for Service %s/%s; staying in Serve mode", r.ResolverNamespace, r.ResolverService))
+	}
+
+	if r.Istio {
+		if obs.destinationRule, err = r.destinationRuleFor(ctx, es); err != nil {
+			obs.reason = "ListFailed"
+			return obs, err
+		}
+	}
+
+	obs.lastActivity = latest(r.Activity.Last(types.NamespacedName{Namespace: es.Namespace, Name: es.Name}),
+		timeOf(es.Status.LastActivityTime), timeOf(es.Status.LastScaledUpTime), es.CreationTimestamp.Time)
+	if obs.scale.Spec > 0 {
+		eval := r.Triggers
+		if eval == nil {
+			eval = triggers.Evaluate
+		}
+		obs.triggers = eval(ctx, es)
+		switch {
+		case obs.triggers.Err != nil:
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, false, "QueryFailed",
+				obs.triggers.Err.Error()+"; elasti will not scale to zero until the triggers answer")
+		case obs.triggers.Active:
+			obs.lastActivity = now
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Active", "a trigger is above its threshold")
+		default:
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Idle", "every trigger is at or below its threshold")
+		}
+	}
+	return obs, nil
+}
+
+func (r *Reconciler) readyEndpoints(ctx context.Context, namespace, service string) (int32, error) {
+	addrs, err := r.readyAddresses(ctx, namespace, service)
+	return int32(len(addrs)), err
+}
+
+func (r *Reconciler) resolverAddresses(ctx context.Context) ([]string, error) {
+	return r.readyAddresses(ctx, r.ResolverNamespace, r.ResolverService)
+}
+
+// readyAddresses lists the ready, non-terminating addresses of a Service's EndpointSlices.
+func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service string) ([]string, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := r.List(ctx, &slices, client.InNamespace(namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", namespace, service, err)
+	}
+	var addrs []string
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			if (ep.Conditions.Ready == nil || *ep.Conditions.Ready) &&
+				(ep.Conditions.Terminating == nil || !*ep.Conditions.Terminating) {
+				addrs = append(addrs, ep.Addresses...)
+			}
+		}
+	}
+	return addrs, nil
+}
+
+func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.ElastiService) ([]*networkingv1.VirtualService, error) {
+	var list networkingv1.VirtualServiceList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing VirtualServices: %w", err)
+	}
+	t := r.target(es)
+	var out []*networkingv1.VirtualService
+	for _, vs := range list.Items {
+		if vs.Labels[v1alpha1.LabelComponent] != "" {
+			continue // elasti's own replay routes
+		}
+		if routes.RoutesTo(vs, t) {
+			out = append(out, vs)
+		}
+	}
+	return out, nil
+}
+
+// destinationRuleFor finds the DestinationRule for the public host: the one in the Service's
+// namespace if there is one, as Istio prefers it, else the first by namespace and name.
+func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.ElastiService) (*networkingv1.DestinationRule, error) {
+	var list networkingv1.DestinationRuleList
+	if err := r.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing DestinationRules: %w", err)
+	}
+	fqdn := names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
+	var best *networkingv1.DestinationRule
+	for _, dr := range list.Items {
+		if dr.Labels[v1alpha1.LabelComponent] != "" || routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain) != fqdn {
+			continue
+		}
+		switch {
+		case best == nil:
+			best = dr
+		case dr.Namespace == es.Namespace && best.Namespace != es.Namespace:
+			best = dr
+		case (dr.Namespace == es.Namespace) == (best.Namespace == es.Namespace) &&
+			dr.Namespace+"/"+dr.Name < best.Namespace+"/"+best.Name:
+			best = dr
+		}
+	}
+	return best, nil
+}
+
+func (r *Reconciler) setCondition(es *v1alpha1.ElastiService, typ string, ok bool, reason, msg string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: es.Generation,
+	})
+}
+
+func (r *Reconciler) setMode(es *v1alpha1.ElastiService, mode v1alpha1.Mode, now time.Time) {
+	if es.Status.Mode == mode {
+		return
+	}
+	es.Status.Mode = mode
+	es.Status.ModeSince = &metav1.Time{Time: now}
+}
+
+// recordActivity persists the leader's in-memory activity coarsely: often enough that a new
+// leader does not scale down early by more than a tenth of the cooldown, rarely enough that an
+// active Service does not write its status on every request.
+func (r *Reconciler) recordActivity(es *v1alpha1.ElastiService, last time.Time) {
+	granularity := max(30*time.Second, time.Duration(es.Spec.CooldownPeriod)*time.Second/10)
+	if old := es.Status.LastActivityTime; old == nil || last.Sub(old.Time) >= granularity {
+		es.Status.LastActivityTime = &metav1.Time{Time: last.Truncate(time.Second)}
+	}
+}
+
+func modeTarget(m v1alpha1.Mode) string {
+	if m == v1alpha1.ModeProxy {
+		return "resolver"
+	}
+	return "target"
+}
+
+func readyMessage(d decide.Decision, es *v1alpha1.ElastiService) string {
+	switch d.Reason {
+	case "ScaledToZero":
+		return "the target is at zero; the resolver holds requests and wakes it"
+	case "Draining":
+		return "idle; waiting for callers to follow the routes to the resolver before scaling to zero"
+	case "Idle":
+		return fmt.Sprintf("idle for %ds; switching to the resolver before scaling to zero", es.Spec.CooldownPeriod)
+	case "TargetNotReady":
+		return "the target has no ready endpoints; the resolver holds requests until it does"
+	case "NoResolverReady":
+		return "no resolver is ready, so callers go straight to the target, which stays up"
+	default:
+		return "callers go straight to the target"
+	}
+}
+
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
+}
+
+func latest(ts ...time.Time) time.Time {
+	var m time.Time
+	for _, t := range ts {
+		if t.After(m) {
+			m = t
+		}
+	}
+	return m
+}
