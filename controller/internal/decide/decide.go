@@ -6,6 +6,7 @@
 //	no ready resolver             -> Serve, and wake the target if it is at zero (fail open)
 //	idle past the cooldown        -> Proxy; once Proxy has been programmed for the drain delay,
 //	                                 scale to zero (make before break)
+//	woken in this Proxy period    -> Proxy until the target is ready, then Serve, idle or not
 //	active                        -> wake the target if it is at zero; Serve once it has ready
 //	                                 endpoints, Proxy until then
 //
@@ -53,6 +54,8 @@ type Input struct {
 	ReadyEndpoints int32
 	// ResolverReady is true when at least one resolver endpoint is ready.
 	ResolverReady bool
+	// WokeAt is when elasti last scaled the target up from zero.
+	WokeAt time.Time
 	// LastActivity is the latest of: a request seen by the resolver, a trigger above its
 	// threshold, a scale-up, and the ElastiService's creation.
 	LastActivity time.Time
@@ -88,6 +91,15 @@ func Decide(in Input, now time.Time) Decision {
 	}
 
 	idleFor := now.Sub(in.LastActivity)
+	if in.Mode == v1alpha1.ModeProxy && in.Replicas > 0 && in.WokeAt.After(in.ModeSince) {
+		// Woken in this Proxy period: finish the wake before judging idleness. Requests may
+		// be held for the target, and the resolver reports them as activity only as it
+		// replays them, so going back to zero before Serve could strand them.
+		if in.ReadyEndpoints == 0 {
+			return Decision{Mode: v1alpha1.ModeProxy, Reason: "Waking"}
+		}
+		return Decision{Mode: v1alpha1.ModeServe, Reason: "Woken", RequeueAfter: max(in.Cooldown-idleFor, in.DrainDelay)}
+	}
 	if in.TriggersHealthy && idleFor >= in.Cooldown {
 		d := Decision{Mode: v1alpha1.ModeProxy, Reason: "Idle"}
 		if in.Replicas == 0 {

@@ -88,6 +88,27 @@ func TestDecide(t *testing.T) {
 			},
 			want: Decision{Mode: v1alpha1.ModeProxy, Scale: ScaleUp, Reason: "TargetNotReady"},
 		},
+		"woken in this proxy period and not ready yet is never taken back to zero": {
+			edit: func(in *Input) {
+				in.Mode, in.ModeSince, in.ReadyEndpoints = v1alpha1.ModeProxy, now.Add(-time.Hour), 0
+				in.WokeAt, in.LastActivity = now.Add(-10*time.Minute), now.Add(-10*time.Minute)
+			},
+			want: Decision{Mode: v1alpha1.ModeProxy, Reason: "Waking"},
+		},
+		"woken in this proxy period and ready serves even when idle again": {
+			edit: func(in *Input) {
+				in.Mode, in.ModeSince = v1alpha1.ModeProxy, now.Add(-time.Hour)
+				in.WokeAt, in.LastActivity = now.Add(-10*time.Minute), now.Add(-10*time.Minute)
+			},
+			want: Decision{Mode: v1alpha1.ModeServe, Reason: "Woken", RequeueAfter: drain},
+		},
+		"woken in an earlier period and idle again drains as usual": {
+			edit: func(in *Input) {
+				in.Mode, in.ModeSince, in.ReadyEndpoints = v1alpha1.ModeProxy, now.Add(-time.Hour), 0
+				in.WokeAt, in.LastActivity = now.Add(-2*time.Hour), now.Add(-2*time.Hour)
+			},
+			want: Decision{Mode: v1alpha1.ModeProxy, Scale: ScaleToZero, Reason: "Idle"},
+		},
 		"activity during the drain cancels the scale-down": {
 			edit: func(in *Input) { in.Mode, in.ModeSince = v1alpha1.ModeProxy, now.Add(-time.Hour) },
 			want: Decision{Mode: v1alpha1.ModeServe, RequeueAfter: 4 * time.Minute, Reason: "Active"},

@@ -148,12 +148,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
-	before := es.Status.DeepCopy()
+	before := es.DeepCopy()
 	result, err := r.reconcile(ctx, es)
 	es.Status.ObservedGeneration = es.Generation
-	if !equalStatus(before, &es.Status) {
-		if uerr := r.Status().Update(ctx, es); uerr != nil {
-			return ctrl.Result{}, errors.Join(err, uerr)
+	if !equalStatus(&before.Status, &es.Status) {
+		// A merge patch without a lock: this controller is the status's only writer, and a
+		// conflict caused by the cache lagging behind its own last write must not drop what
+		// this pass did (such as the time it woke the target).
+		if perr := r.Status().Patch(ctx, es, client.MergeFrom(before)); perr != nil {
+			return ctrl.Result{}, errors.Join(err, perr)
 		}
 	}
 	return result, err
@@ -183,13 +186,15 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		Replicas:        obs.scale.Spec,
 		ReadyEndpoints:  obs.ready,
 		ResolverReady:   len(obs.resolverAddrs) > 0,
+		WokeAt:          timeOf(es.Status.LastScaledUpTime),
 		LastActivity:    obs.lastActivity,
 		TriggersHealthy: obs.triggers.Err == nil,
 		Cooldown:        time.Duration(es.Spec.CooldownPeriod) * time.Second,
 		DrainDelay:      r.DrainDelay,
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
-		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs))
+		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs),
+		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime))
 
 	// 1. The private Service, and the replay routes on its host.
 	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
@@ -434,6 +439,10 @@ func readyMessage(d decide.Decision, es *v1alpha1.ElastiService) string {
 	switch d.Reason {
 	case "ScaledToZero":
 		return "the target is at zero; the resolver holds requests and wakes it"
+	case "Woken":
+		return "woken from zero and ready; callers go straight to the target again"
+	case "Waking":
+		return "woken from zero; waiting for the target's endpoints to be ready"
 	case "Draining":
 		return "idle; waiting for callers to follow the routes to the resolver before scaling to zero"
 	case "Idle":

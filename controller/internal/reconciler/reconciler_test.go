@@ -1,0 +1,315 @@
+//go:build envtest
+
+package reconciler_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/protobuf/testing/protocmp"
+	apinetworking "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+const (
+	wait = 20 * time.Second
+	tick = 50 * time.Millisecond
+)
+
+// toZero waits until f's target is at zero in Proxy mode.
+func toZero(f *fixture) {
+	GinkgoHelper()
+	Eventually(f.replicas).WithTimeout(wait).WithPolling(tick).Should(BeZero())
+	Expect(f.status().Mode).To(Equal(v1alpha1.ModeProxy))
+	// The pods go away, as they would on a cluster.
+	setTargetReady(f.ns, 0)
+}
+
+var _ = Describe("ElastiService validation", func() {
+	var ns string
+	BeforeEach(func() { ns = newNamespace() })
+
+	valid := func() *v1alpha1.ElastiService {
+		return &v1alpha1.ElastiService{
+			ObjectMeta: objMeta("es", ns),
+			Spec: v1alpha1.ElastiServiceSpec{
+				Service:        "target",
+				ScaleTargetRef: v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "target"},
+				Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
+					Metadata: v1alpha1.TriggerMetadata{ServerAddress: "http://prometheus:9090"}}},
+			},
+		}
+	}
+
+	It("accepts a minimal ElastiService and fills in the defaults", func() {
+		es := valid()
+		Expect(k8s.Create(testCtx, es)).To(Succeed())
+		Expect(es.Spec.MinTargetReplicas).To(Equal(int32(1)))
+		Expect(es.Spec.CooldownPeriod).To(Equal(int32(900)))
+		Expect(es.Spec.Triggers[0].Metadata.Threshold).To(Equal("0"))
+	})
+
+	DescribeTable("rejects an invalid ElastiService with a message that names the field",
+		func(edit func(*v1alpha1.ElastiService), field, message string) {
+			es := valid()
+			edit(es)
+			err := k8s.Create(testCtx, es)
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(And(ContainSubstring(field), ContainSubstring(message)))
+		},
+		Entry("no service", func(es *v1alpha1.ElastiService) { es.Spec.Service = "" },
+			"spec.service", "at least 1 chars long"),
+		Entry("service not a DNS label", func(es *v1alpha1.ElastiService) { es.Spec.Service = "Target_1" },
+			"spec.service", "should match"),
+		Entry("no scale target name", func(es *v1alpha1.ElastiService) { es.Spec.ScaleTargetRef.Name = "" },
+			"spec.scaleTargetRef.name", "at least 1 chars long"),
+		Entry("bad apiVersion", func(es *v1alpha1.ElastiService) { es.Spec.ScaleTargetRef.APIVersion = "apps" },
+			"spec.scaleTargetRef.apiVersion", "should match"),
+		Entry("zero minTargetReplicas", func(es *v1alpha1.ElastiService) { es.Spec.MinTargetReplicas = -1 },
+			"spec.minTargetReplicas", "greater than or equal to 1"),
+		Entry("cooldown over a week", func(es *v1alpha1.ElastiService) { es.Spec.CooldownPeriod = 604801 },
+			"spec.cooldownPeriod", "less than or equal to 604800"),
+		Entry("no triggers", func(es *v1alpha1.ElastiService) { es.Spec.Triggers = nil },
+			"spec.triggers", "Required value"),
+		Entry("unknown trigger type", func(es *v1alpha1.ElastiService) { es.Spec.Triggers[0].Type = "cpu" },
+			"spec.triggers[0].type", "Unsupported value"),
+		Entry("server address not a URL", func(es *v1alpha1.ElastiService) {
+			es.Spec.Triggers[0].Metadata.ServerAddress = "prometheus:9090"
+		}, "spec.triggers[0].metadata.serverAddress", "must be an http or https URL"),
+		Entry("threshold not a number", func(es *v1alpha1.ElastiService) { es.Spec.Triggers[0].Metadata.Threshold = "high" },
+			"spec.triggers[0].metadata.threshold", "should match"),
+		Entry("unknown autoscaler", func(es *v1alpha1.ElastiService) {
+			es.Spec.Autoscaler = &v1alpha1.Autoscaler{Type: "vpa", Name: "x"}
+		}, "spec.autoscaler.type", "Unsupported value"),
+		Entry("probe response with path and prefix", func(es *v1alpha1.ElastiService) {
+			es.Spec.ProbeResponses = []v1alpha1.ProbeResponse{{Path: "/healthz", PathPrefix: "/health"}}
+		}, "spec.probeResponses[0]", "exactly one of path and pathPrefix must be set"),
+		Entry("probe response with a bad status", func(es *v1alpha1.ElastiService) {
+			es.Spec.ProbeResponses = []v1alpha1.ProbeResponse{{Path: "/healthz", StatusCode: 99}}
+		}, "spec.probeResponses[0].statusCode", "greater than or equal to 100"),
+		Entry("hold timeout too short", func(es *v1alpha1.ElastiService) {
+			es.Spec.Queue = &v1alpha1.QueueSettings{HoldTimeout: &metav1.Duration{Duration: time.Millisecond}}
+		}, "spec.queue.holdTimeout", "must be between 1s and 1h"),
+		Entry("max pending zero", func(es *v1alpha1.ElastiService) {
+			es.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: new(int32)}
+		}, "spec.queue.maxPending", "greater than or equal to 1"),
+	)
+
+	It("rejects a change of service", func() {
+		es := valid()
+		Expect(k8s.Create(testCtx, es)).To(Succeed())
+		orig := es.DeepCopy()
+		es.Spec.Service = "other"
+		err := k8s.Patch(testCtx, es, client.MergeFrom(orig))
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(And(ContainSubstring("spec.service"), ContainSubstring("service is immutable")))
+	})
+})
+
+var _ = Describe("Scaling to zero and back", func() {
+	BeforeEach(func() {
+		prom.value.Store("0")
+		prom.down.Store(false)
+		setResolverReady(true)
+	})
+	AfterEach(func() { prom.value.Store("0") })
+
+	It("switches routes to the resolver first, then scales to zero after the cooldown and drain", func() {
+		created := time.Now()
+		f := newFixture(2)
+
+		// Watch the invariant the whole way down: zero replicas only with the routes on the resolver.
+		var violated atomic.Bool
+		done := make(chan struct{})
+		go func() {
+			defer GinkgoRecover()
+			defer close(done)
+			for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if f.replicas() == 0 {
+					if !pointsAtResolver(f.virtualService()) {
+						violated.Store(true)
+					}
+					return
+				}
+			}
+		}()
+		Eventually(f.replicas).WithTimeout(wait).WithPolling(tick).Should(BeZero())
+		<-done
+		Expect(violated.Load()).To(BeFalse(), "replicas reached zero before the routes pointed at the resolver")
+
+		st := f.status()
+		Expect(st.Mode).To(Equal(v1alpha1.ModeProxy))
+		Expect(st.LastScaledToZeroTime.Sub(created)).To(BeNumerically(">=", 2*time.Second), "scaled down before the cooldown")
+		Expect(st.LastScaledToZeroTime.Sub(st.ModeSince.Time)).To(BeNumerically(">=", drainDelay), "scaled down before the drain delay")
+		Expect(st.Routes).To(ContainElements(
+			v1alpha1.RouteRef{Kind: "VirtualService", Namespace: f.ns, Name: "target"},
+			v1alpha1.RouteRef{Kind: "EndpointSlice", Namespace: f.ns, Name: names.ResolverSlice("target", "ipv4")},
+		))
+
+		By("pointing every destination at the resolver, with the original subset in a header")
+		vs := f.virtualService()
+		for i, d := range vs.Spec.Http[0].Route {
+			Expect(d.GetDestination().GetPort().GetNumber()).To(Equal(uint32(8012)))
+			Expect(d.GetDestination().GetSubset()).To(BeEmpty())
+			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderTarget, f.ns+"/target-es"))
+			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderSubset, f.vsSpec.Http[0].Route[i].GetDestination().GetSubset()))
+			Expect(d.GetWeight()).To(Equal(f.vsSpec.Http[0].Route[i].GetWeight()))
+		}
+
+		By("pointing non-mesh callers at the resolver with an EndpointSlice of the public Service")
+		slice := &discoveryv1.EndpointSlice{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ResolverSlice("target", "ipv4")}, slice)).To(Succeed())
+		Expect(slice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, "target"))
+		Expect(slice.Endpoints).To(HaveLen(1))
+		Expect(slice.Endpoints[0].Addresses).To(Equal([]string{"10.244.0.10"}))
+		Expect(*slice.Ports[0].Port).To(Equal(int32(8012)))
+		Expect(*slice.Ports[0].Name).To(Equal("http"))
+
+		By("mirroring the subsets onto the private host for the resolver's replay")
+		dr := &networkingv1.DestinationRule{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateDestinationRule("target")}, dr)).To(Succeed())
+		Expect(dr.Spec.GetHost()).To(Equal(names.PrivateService("target") + "." + f.ns + ".svc.cluster.local"))
+		Expect(dr.Spec.GetSubsets()).To(HaveLen(2))
+		private := &corev1.Service{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}, private)).To(Succeed())
+		Expect(private.Spec.Selector).To(Equal(map[string]string{"app": "target"}))
+	})
+
+	It("wakes on activity, keeps Proxy until endpoints are ready, then restores the routes exactly", func() {
+		f := newFixture(1)
+		toZero(f)
+
+		signal(f.ns, "target-es")
+		Eventually(f.replicas).WithTimeout(5 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(int32(2)))
+		Consistently(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(time.Second).Should(Equal(v1alpha1.ModeProxy))
+		Expect(pointsAtResolver(f.virtualService())).To(BeTrue())
+		Expect(f.status().LastScaledUpTime).NotTo(BeNil())
+
+		// The woken target serves traffic, which its trigger reports.
+		prom.value.Store("3")
+		setTargetReady(f.ns, 2)
+		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+		vs := f.virtualService()
+		Expect(cmp.Diff(f.vsSpec, &vs.Spec, protocmp.Transform())).To(BeEmpty())
+		Expect(vs.Annotations).NotTo(HaveKey(v1alpha1.AnnotationOriginalRoutes))
+		Eventually(func() bool {
+			err := k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ResolverSlice("target", "ipv4")}, &discoveryv1.EndpointSlice{})
+			return apierrors.IsNotFound(err)
+		}).WithTimeout(wait).Should(BeTrue())
+		Expect(f.status().Routes).To(BeEmpty())
+	})
+
+	It("keeps a user's edit of the VirtualService made in Proxy mode", func() {
+		f := newFixture(1)
+		toZero(f)
+
+		vs := f.virtualService()
+		vs.Spec.Http[0].Route[0].Weight, vs.Spec.Http[0].Route[1].Weight = 70, 30
+		vs.Spec.Http = append(vs.Spec.Http, &apinetworking.HTTPRoute{
+			Name:  "legacy",
+			Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: "legacy"}}},
+		})
+		Expect(k8s.Update(testCtx, vs)).To(Succeed())
+
+		signal(f.ns, "target-es")
+		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
+		prom.value.Store("3")
+		setTargetReady(f.ns, 2)
+		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+
+		want := f.vsSpec.DeepCopy()
+		want.Http[0].Route[0].Weight, want.Http[0].Route[1].Weight = 70, 30
+		want.Http = append(want.Http, vs.Spec.Http[1])
+		got := f.virtualService()
+		Expect(cmp.Diff(want, &got.Spec, protocmp.Transform())).To(BeEmpty())
+	})
+
+	It("restores routes and replicas and removes its objects when the ElastiService is deleted", func() {
+		f := newFixture(1)
+		toZero(f)
+
+		Expect(k8s.Delete(testCtx, f.es)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), &v1alpha1.ElastiService{}))
+		}).WithTimeout(wait).Should(BeTrue())
+		Expect(f.replicas()).To(Equal(int32(2)))
+		vs := f.virtualService()
+		Expect(cmp.Diff(f.vsSpec, &vs.Spec, protocmp.Transform())).To(BeEmpty())
+		Expect(vs.Annotations).NotTo(HaveKey(v1alpha1.AnnotationOriginalRoutes))
+		for _, obj := range []client.Object{
+			&discoveryv1.EndpointSlice{ObjectMeta: objMeta(names.ResolverSlice("target", "ipv4"), f.ns)},
+			&corev1.Service{ObjectMeta: objMeta(names.PrivateService("target"), f.ns)},
+			&networkingv1.DestinationRule{ObjectMeta: objMeta(names.PrivateDestinationRule("target"), f.ns)},
+			&networkingv1.VirtualService{ObjectMeta: objMeta(names.PrivateVirtualService("target"), f.ns)},
+		} {
+			err := k8s.Get(testCtx, client.ObjectKeyFromObject(obj), obj)
+			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%T %s still exists", obj, obj.GetName())
+		}
+	})
+
+	It("fails open to Serve and wakes the target when no resolver is ready", func() {
+		f := newFixture(1)
+		toZero(f)
+		DeferCleanup(setResolverReady, true)
+
+		setResolverReady(false)
+		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
+		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+		vs := f.virtualService()
+		Expect(cmp.Diff(f.vsSpec, &vs.Spec, protocmp.Transform())).To(BeEmpty())
+		cond := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionResolverReady)
+		Expect(cond).NotTo(BeNil())
+		Expect(cond.Status).To(Equal(metav1.ConditionFalse))
+
+		By("staying in Serve at full size while idle, for as long as no resolver is ready")
+		Consistently(f.replicas).WithTimeout(3 * time.Second).Should(Equal(int32(2)))
+	})
+})
+
+var _ = Describe("Prometheus triggers", func() {
+	BeforeEach(func() { setResolverReady(true) })
+	AfterEach(func() {
+		prom.value.Store("0")
+		prom.down.Store(false)
+	})
+
+	It("never scales down while the query is above the threshold, and does once it drops", func() {
+		prom.value.Store("3")
+		f := newFixture(1)
+		Consistently(f.replicas).WithTimeout(4 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(int32(1)))
+		Expect(f.status().Mode).To(Equal(v1alpha1.ModeServe))
+		cond := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionTriggersHealthy)
+		Expect(cond).NotTo(BeNil())
+		Expect(cond.Reason).To(Equal("Active"))
+
+		prom.value.Store("0.2") // at or below the threshold of 0.5
+		Eventually(f.replicas).WithTimeout(wait).Should(BeZero())
+	})
+
+	It("never scales down while Prometheus cannot be read, and says so", func() {
+		prom.down.Store(true)
+		f := newFixture(1)
+		Eventually(func() string {
+			c := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionTriggersHealthy)
+			if c == nil || c.Status != metav1.ConditionFalse {
+				return ""
+			}
+			return c.Message
+		}).WithTimeout(wait).Should(ContainSubstring("will not scale to zero"))
+		Consistently(f.replicas).WithTimeout(3 * time.Second).Should(Equal(int32(1)))
+		Expect(strings.ToLower(string(f.status().Mode))).To(Equal("serve"))
+	})
+})

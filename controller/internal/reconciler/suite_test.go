@@ -1,0 +1,140 @@
+//go:build envtest
+
+package reconciler_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/reconciler"
+	"github.com/elasti-dev/elasti/controller/internal/scaler"
+	"github.com/elasti-dev/elasti/internal/testenv"
+)
+
+const (
+	resolverNS  = "elasti-system"
+	resolverSvc = "elasti-resolver"
+	drainDelay  = time.Second
+)
+
+var (
+	env       *envtest.Environment
+	k8s       client.Client
+	store     *activity.Store
+	events    chan event.GenericEvent
+	prom      *fakeProm
+	cancel    context.CancelFunc
+	testCtx   context.Context
+	mgrScheme = runtime.NewScheme()
+)
+
+func TestReconciler(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "ElastiService reconciler (envtest)")
+}
+
+// fakeProm speaks Prometheus' instant query API with a value the test sets; down makes it
+// answer 503 as an unreachable or broken server would.
+type fakeProm struct {
+	*httptest.Server
+	value atomic.Value // string
+	down  atomic.Bool
+}
+
+func newFakeProm() *fakeProm {
+	p := &fakeProm{}
+	p.value.Store("0")
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.down.Load() || r.URL.Path != "/api/v1/query" {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`,
+			time.Now().Unix(), p.value.Load().(string))
+	}))
+	return p
+}
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	var cfg *rest.Config
+	env, cfg, err = testenv.Start()
+	Expect(err).NotTo(HaveOccurred())
+
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme} {
+		Expect(add(mgrScheme)).To(Succeed())
+	}
+	k8s, err = client.New(cfg, client.Options{Scheme: mgrScheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  mgrScheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	store = activity.NewStore()
+	events = make(chan event.GenericEvent, 64)
+	r := &reconciler.Reconciler{
+		Client: mgr.GetClient(),
+		Config: reconciler.Config{
+			ResolverNamespace: resolverNS,
+			ResolverService:   resolverSvc,
+			ResolverPort:      8012,
+			ClusterDomain:     "cluster.local",
+			DrainDelay:        drainDelay,
+			TriggerInterval:   500 * time.Millisecond,
+			Istio:             true,
+		},
+		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
+		Activity: store,
+		Recorder: mgr.GetEventRecorder("elasti-controller"),
+		Events:   events,
+	}
+	testCtx, cancel = context.WithCancel(context.Background())
+	Expect(r.SetupWithManager(testCtx, mgr, controller.Options{MaxConcurrentReconciles: 4})).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(testCtx)).To(Succeed())
+	}()
+
+	prom = newFakeProm()
+	Expect(k8s.Create(testCtx, &corev1.Namespace{ObjectMeta: objMeta(resolverNS, "")})).To(Succeed())
+	setResolverReady(true)
+})
+
+var _ = AfterSuite(func() {
+	if cancel != nil {
+		cancel()
+	}
+	if prom != nil {
+		prom.Close()
+	}
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
