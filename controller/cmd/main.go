@@ -128,6 +128,7 @@ func run() error {
 	}
 
 	metrics.Registry.MustRegister(activity.Collectors()...)
+	metrics.Registry.MustRegister(reconciler.Collectors()...)
 	store := activity.NewStore()
 	events := make(chan event.GenericEvent, 1024)
 	var auth activity.Authenticator

@@ -30,29 +30,11 @@ import (
 const annotationExportTo = "networking.istio.io/exportTo"
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
-	want := resources.PrivateService(es, public)
-	have := &corev1.Service{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
-	if apierrors.IsNotFound(err) {
-		if err := r.Create(ctx, want); err != nil {
-			return fmt.Errorf("creating private Service %s: %w", want.Name, err)
-		}
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading private Service %s: %w", want.Name, err)
-	}
-	if equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
-		equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) && hasLabels(have, want.Labels) {
-		return nil
-	}
-	patched := have.DeepCopy()
-	patched.Spec.Selector, patched.Spec.Ports = want.Spec.Selector, want.Spec.Ports
-	patched.Labels = mergeLabels(patched.Labels, want.Labels)
-	if err := r.Patch(ctx, patched, client.MergeFromWithOptions(have, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("updating private Service %s: %w", want.Name, err)
-	}
-	return nil
+	want, have := resources.PrivateService(es, public), &corev1.Service{}
+	return r.upsert(ctx, want, have, func() bool {
+		return equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
+			equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports)
+	}, func() { have.Spec.Selector, have.Spec.Ports = want.Spec.Selector, want.Spec.Ports })
 }
 
 // ensureReplayRoutes mirrors the public DestinationRule onto the private host, with a
@@ -93,6 +75,7 @@ func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same 
 		if err := r.Create(ctx, want); err != nil {
 			return fmt.Errorf("creating %T %s: %w", want, want.GetName(), err)
 		}
+		routeWrites.WithLabelValues(kindOf(want)).Inc()
 		return nil
 	}
 	if err != nil {
@@ -107,7 +90,23 @@ func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same 
 	if err := r.Patch(ctx, have, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("updating %T %s: %w", want, want.GetName(), err)
 	}
+	routeWrites.WithLabelValues(kindOf(want)).Inc()
 	return nil
+}
+
+func kindOf(o client.Object) string {
+	switch o.(type) {
+	case *discoveryv1.EndpointSlice:
+		return "EndpointSlice"
+	case *networkingv1.DestinationRule:
+		return "DestinationRule"
+	case *networkingv1.VirtualService:
+		return "VirtualService"
+	case *corev1.Service:
+		return "Service"
+	default:
+		return "Other"
+	}
 }
 
 // programRoutes points every route at the resolver (Proxy) or back at the target (Serve), and
@@ -137,6 +136,7 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 			if err := r.Patch(ctx, edited, client.MergeFromWithOptions(vs, client.MergeFromWithOptimisticLock{})); err != nil {
 				return fmt.Errorf("patching VirtualService %s/%s: %w", vs.Namespace, vs.Name, err)
 			}
+			routeWrites.WithLabelValues("VirtualService").Inc()
 		}
 		if mode == v1alpha1.ModeProxy && routes.RoutesTo(edited, t) {
 			refs = append(refs, v1alpha1.RouteRef{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name})
@@ -178,6 +178,7 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, acti
 		}
 		es.Status.TargetReplicas = 0
 		es.Status.LastScaledToZeroTime = &metav1.Time{Time: now}
+		scaleEvents.WithLabelValues(es.Namespace, es.Name, "to_zero").Inc()
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ScaledToZero", "Scale",
 			"scaled %s %s to zero after %ds idle", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.CooldownPeriod)
 	case decide.ScaleUp:
@@ -186,6 +187,7 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, acti
 		}
 		es.Status.TargetReplicas = es.Spec.MinTargetReplicas
 		es.Status.LastScaledUpTime = &metav1.Time{Time: now}
+		scaleEvents.WithLabelValues(es.Namespace, es.Name, "up").Inc()
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Scale",
 			"scaled %s %s from zero to %d", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
 	}

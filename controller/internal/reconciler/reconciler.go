@@ -135,6 +135,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, es); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Activity.Forget(req.NamespacedName)
+			forgetMetrics(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -214,8 +215,12 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	if es.Status.Mode != d.Mode {
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ModeChanged", "Program",
 			"%s mode: %s", d.Mode, d.Reason)
+		if d.Mode == v1alpha1.ModeServe && d.Reason == "Woken" {
+			observeWake(es, now)
+		}
 		r.setMode(es, d.Mode, now)
 	}
+	observeMode(es)
 	// 3. Replicas.
 	if err := r.scale(ctx, es, d.Scale, now); err != nil {
 		r.setCondition(es, v1alpha1.ConditionReady, false, "ScaleFailed", err.Error())
