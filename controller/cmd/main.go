@@ -66,7 +66,7 @@ func run() error {
 	flag.IntVar(&o.resolverPort, "resolver-port", 8012, "The resolver's HTTP port.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "How long Proxy mode stays programmed before a target goes to zero, so that every caller's proxy follows the routes first.")
-	flag.DurationVar(&o.triggerInterval, "trigger-interval", 30*time.Second, "How often triggers are read while a target has replicas.")
+	flag.DurationVar(&o.triggerInterval, "trigger-retry-interval", 30*time.Second, "How soon triggers that could not be read are asked again. Triggers are otherwise asked only when a cooldown would expire.")
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
 	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")

@@ -61,7 +61,7 @@ type Config struct {
 	ClusterDomain string
 	// DrainDelay is how long Proxy mode stays programmed before the target goes to zero.
 	DrainDelay time.Duration
-	// TriggerInterval is how often triggers are read while the target has replicas.
+	// TriggerInterval is how soon triggers that could not be read are asked again.
 	TriggerInterval time.Duration
 	// Istio is true when the VirtualService and DestinationRule kinds exist.
 	Istio bool
@@ -77,7 +77,7 @@ type Reconciler struct {
 	// Events carries the activity endpoint's signals into the workqueue.
 	Events <-chan event.GenericEvent
 	// Triggers reads triggers; triggers.Evaluate when nil.
-	Triggers func(context.Context, *v1alpha1.ElastiService) triggers.Result
+	Triggers func(context.Context, *v1alpha1.ElastiService, time.Duration) triggers.Result
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -231,8 +231,8 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	r.setCondition(es, v1alpha1.ConditionReady, true, d.Reason, readyMessage(d, es))
 
 	after := d.RequeueAfter
-	if obs.scale.Spec > 0 && d.Scale != decide.ScaleToZero && (after == 0 || after > r.TriggerInterval) {
-		// Triggers are the only source of activity while callers bypass the resolver.
+	if obs.triggers.Err != nil {
+		// Try the triggers again; until they answer, nothing is idle.
 		after = r.TriggerInterval
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
@@ -313,21 +313,26 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 
 	obs.lastActivity = latest(r.Activity.Last(types.NamespacedName{Namespace: es.Namespace, Name: es.Name}),
 		timeOf(es.Status.LastActivityTime), timeOf(es.Status.LastScaledUpTime), es.CreationTimestamp.Time)
-	if obs.scale.Spec > 0 {
+	cooldown := time.Duration(es.Spec.CooldownPeriod) * time.Second
+	if obs.scale.Spec > 0 && now.Sub(obs.lastActivity) >= cooldown {
+		// Idle as far as elasti saw; only the triggers can say otherwise. They are asked
+		// only now, when the cooldown would expire, for the whole window at once.
 		eval := r.Triggers
 		if eval == nil {
 			eval = triggers.Evaluate
 		}
-		obs.triggers = eval(ctx, es)
+		obs.triggers = eval(ctx, es, cooldown)
 		switch {
 		case obs.triggers.Err != nil:
 			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, false, "QueryFailed",
 				obs.triggers.Err.Error()+"; elasti will not scale to zero until the triggers answer")
-		case obs.triggers.Active:
-			obs.lastActivity = now
-			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Active", "a trigger is above its threshold")
+		case obs.triggers.LastActive.After(obs.lastActivity):
+			obs.lastActivity = obs.triggers.LastActive
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Active",
+				"a trigger was above its threshold at "+obs.triggers.LastActive.UTC().Format(time.RFC3339))
 		default:
-			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Idle", "every trigger is at or below its threshold")
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Idle",
+				fmt.Sprintf("no trigger was above its threshold in the last %ds", es.Spec.CooldownPeriod))
 		}
 	}
 	return obs, nil

@@ -121,11 +121,11 @@ var _ = Describe("ElastiService validation", func() {
 
 var _ = Describe("Scaling to zero and back", func() {
 	BeforeEach(func() {
-		prom.value.Store("0")
+		prom.active.Store(false)
 		prom.down.Store(false)
 		setResolverReady(true)
 	})
-	AfterEach(func() { prom.value.Store("0") })
+	AfterEach(func() { prom.active.Store(false) })
 
 	It("switches routes to the resolver first, then scales to zero after the cooldown and drain", func() {
 		created := time.Now()
@@ -199,7 +199,7 @@ var _ = Describe("Scaling to zero and back", func() {
 		Expect(f.status().LastScaledUpTime).NotTo(BeNil())
 
 		// The woken target serves traffic, which its trigger reports.
-		prom.value.Store("3")
+		prom.active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 		vs := f.virtualService()
@@ -226,7 +226,7 @@ var _ = Describe("Scaling to zero and back", func() {
 
 		signal(f.ns, "target-es")
 		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
-		prom.value.Store("3")
+		prom.active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 
@@ -282,20 +282,21 @@ var _ = Describe("Scaling to zero and back", func() {
 var _ = Describe("Prometheus triggers", func() {
 	BeforeEach(func() { setResolverReady(true) })
 	AfterEach(func() {
-		prom.value.Store("0")
+		prom.active.Store(false)
 		prom.down.Store(false)
 	})
 
 	It("never scales down while the query is above the threshold, and does once it drops", func() {
-		prom.value.Store("3")
+		prom.active.Store(true)
 		f := newFixture(1)
 		Consistently(f.replicas).WithTimeout(4 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(int32(1)))
 		Expect(f.status().Mode).To(Equal(v1alpha1.ModeServe))
 		cond := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionTriggersHealthy)
 		Expect(cond).NotTo(BeNil())
 		Expect(cond.Reason).To(Equal("Active"))
+		Expect(cond.Message).To(ContainSubstring("above its threshold"))
 
-		prom.value.Store("0.2") // at or below the threshold of 0.5
+		prom.active.Store(false)
 		Eventually(f.replicas).WithTimeout(wait).Should(BeZero())
 	})
 

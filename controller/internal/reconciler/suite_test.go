@@ -56,25 +56,29 @@ func TestReconciler(t *testing.T) {
 	RunSpecs(t, "ElastiService reconciler (envtest)")
 }
 
-// fakeProm speaks Prometheus' instant query API with a value the test sets; down makes it
-// answer 503 as an unreachable or broken server would.
+// fakeProm speaks Prometheus' instant query API. While active it answers as Prometheus would
+// for elasti's last-active subquery, with the current time; otherwise with an empty vector.
+// down makes it answer 503 as an unreachable or broken server would.
 type fakeProm struct {
 	*httptest.Server
-	value atomic.Value // string
-	down  atomic.Bool
+	active atomic.Bool
+	down   atomic.Bool
 }
 
 func newFakeProm() *fakeProm {
 	p := &fakeProm{}
-	p.value.Store("0")
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.down.Load() || r.URL.Path != "/api/v1/query" {
 			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[%d,%q]}]}}`,
-			time.Now().Unix(), p.value.Load().(string))
+		result := ""
+		if p.active.Load() {
+			now := float64(time.Now().UnixMilli()) / 1000
+			result = fmt.Sprintf(`{"metric":{},"value":[%.3f,"%.3f"]}`, now, now)
+		}
+		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[%s]}}`, result)
 	}))
 	return p
 }

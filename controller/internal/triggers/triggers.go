@@ -1,5 +1,6 @@
 // Package triggers reads activity while a Service is in Serve mode, when elasti is not in the
-// path. A prometheus trigger is an instant query compared with its threshold.
+// path. A prometheus trigger is an instant query compared with its threshold; elasti asks
+// Prometheus for the last time within the cooldown at which that comparison held.
 package triggers
 
 import (
@@ -29,14 +30,19 @@ func DefaultQuery(service, namespace string) string {
 
 // Result is what the triggers said.
 type Result struct {
-	// Active is true when any trigger is above its threshold.
-	Active bool
+	// LastActive is the latest time in the window at which any trigger was above its
+	// threshold; zero if none was.
+	LastActive time.Time
 	// Err is the first trigger that could not be read; with Err set nothing counts as idle.
 	Err error
 }
 
-// Evaluate queries every trigger of es.
-func Evaluate(ctx context.Context, es *v1alpha1.ElastiService) Result {
+// Evaluate asks every trigger of es when it was last above its threshold within the window
+// that ends now. One subquery covers the whole window, so the controller asks only when the
+// cooldown would expire, never on a polling timer, and steady low traffic that a short rate()
+// window would miss between polls is still seen.
+func Evaluate(ctx context.Context, es *v1alpha1.ElastiService, window time.Duration) Result {
+	var res Result
 	for i, t := range es.Spec.Triggers {
 		if t.Type != v1alpha1.TriggerPrometheus {
 			return Result{Err: fmt.Errorf("triggers[%d]: unknown type %q", i, t.Type)}
@@ -45,53 +51,65 @@ func Evaluate(ctx context.Context, es *v1alpha1.ElastiService) Result {
 		if query == "" {
 			query = DefaultQuery(es.Spec.Service, es.Namespace)
 		}
-		value, err := Query(ctx, t.Metadata.ServerAddress, query)
+		threshold := t.Metadata.Threshold
+		if threshold == "" {
+			threshold = "0"
+		}
+		if _, err := strconv.ParseFloat(threshold, 64); err != nil {
+			return Result{Err: fmt.Errorf("triggers[%d].metadata.threshold: %w", i, err)}
+		}
+		v, ok, err := Query(ctx, t.Metadata.ServerAddress, LastActiveQuery(query, threshold, window))
 		if err != nil {
 			return Result{Err: fmt.Errorf("triggers[%d]: %w", i, err)}
 		}
-		threshold := 0.0
-		if t.Metadata.Threshold != "" {
-			if threshold, err = strconv.ParseFloat(t.Metadata.Threshold, 64); err != nil {
-				return Result{Err: fmt.Errorf("triggers[%d].metadata.threshold: %w", i, err)}
+		if ok {
+			if last := time.Unix(0, int64(v*float64(time.Second))); last.After(res.LastActive) {
+				res.LastActive = last
 			}
 		}
-		if value > threshold {
-			return Result{Active: true}
-		}
 	}
-	return Result{}
+	return res
 }
 
-// Query runs an instant query and returns its single number. An empty vector is 0 (no series
-// means no traffic); NaN is 0 too, as rate() over no samples gives it.
-func Query(ctx context.Context, server, query string) (float64, error) {
+// LastActiveQuery wraps query so that Prometheus answers with the latest evaluation time within
+// window at which it was above threshold, or with nothing. The step, a hundredth of the window
+// between 5 s and 1 min, is the resolution of that time.
+func LastActiveQuery(query, threshold string, window time.Duration) string {
+	step := min(max(window/100, 5*time.Second), time.Minute)
+	return fmt.Sprintf("max_over_time(timestamp((%s) > %s)[%ds:%ds])",
+		query, threshold, int64(max(window, step)/time.Second), int64(step/time.Second))
+}
+
+// Query runs an instant query and returns its single number; ok is false for an empty result.
+// NaN counts as empty, as rate() over no samples gives it.
+func Query(ctx context.Context, server, query string) (value float64, ok bool, err error) {
 	c, err := promapi.NewClient(promapi.Config{Address: server})
 	if err != nil {
-		return 0, fmt.Errorf("prometheus client for %s: %w", server, err)
+		return 0, false, fmt.Errorf("prometheus client for %s: %w", server, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	v, _, _, err := promv1.NewAPI(c).Query(ctx, query, time.Now())
 	if err != nil {
-		return 0, fmt.Errorf("querying %s: %w", server, err)
+		return 0, false, fmt.Errorf("querying %s: %w", server, err)
 	}
 	var f float64
 	switch r := v.(type) {
 	case model.Vector:
 		if len(r) == 0 {
-			return 0, nil
+			return 0, false, nil
 		}
 		if len(r) > 1 {
-			return 0, fmt.Errorf("query returned %d series, want one number: aggregate it, for example with sum()", len(r))
+			return 0, false, fmt.Errorf("query returned %d series, want one number: aggregate it, for example with sum()", len(r))
 		}
 		f = float64(r[0].Value)
 	case *model.Scalar:
 		f = float64(r.Value)
 	default:
-		return 0, fmt.Errorf("query returned a %s, want a vector or scalar", v.Type())
+		return 0, false, fmt.Errorf("query returned a %s, want a vector or scalar", v.Type())
 	}
 	if math.IsNaN(f) {
-		return 0, nil
+		return 0, false, nil
 	}
-	return f, nil
+	return f, true, nil
 }

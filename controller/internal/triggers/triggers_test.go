@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 )
@@ -50,50 +51,67 @@ func es(server, query, threshold string) *v1alpha1.ElastiService {
 
 func TestEvaluate(t *testing.T) {
 	tests := map[string]struct {
-		status     int
-		body       string
-		threshold  string
-		wantActive bool
-		wantErr    bool
+		status   int
+		body     string
+		wantLast time.Time
+		wantErr  bool
 	}{
-		"above threshold is active":  {200, vector("0.5"), "0.1", true, false},
-		"at threshold is idle":       {200, vector("0.1"), "0.1", false, false},
-		"empty vector is idle":       {200, vector(), "0", false, false},
-		"NaN is idle":                {200, vector("NaN"), "0", false, false},
-		"scalar":                     {200, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"3"]}}`, "1", true, false},
-		"several series is an error": {200, vector("1", "2"), "0", false, true},
-		"server error is an error":   {500, `{"status":"error","errorType":"internal","error":"boom"}`, "0", false, true},
-		"bad query is an error":      {400, `{"status":"error","errorType":"bad_data","error":"parse error"}`, "0", false, true},
-		"not prometheus is an error": {200, `<html>`, "0", false, true},
+		"active within the window": {200, vector("1700000123.5"), time.Unix(1700000123, 5e8), false},
+		"never active is empty":    {200, vector(), time.Time{}, false},
+		"NaN is empty":             {200, vector("NaN"), time.Time{}, false},
+		"scalar": {200, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1700000001"]}}`,
+			time.Unix(1700000001, 0), false},
+		"several series is an error": {200, vector("1", "2"), time.Time{}, true},
+		"server error is an error":   {500, `{"status":"error","errorType":"internal","error":"boom"}`, time.Time{}, true},
+		"bad query is an error":      {400, `{"status":"error","errorType":"bad_data","error":"parse error"}`, time.Time{}, true},
+		"not prometheus is an error": {200, `<html>`, time.Time{}, true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			srv := promServer(t, tc.status, tc.body, nil)
-			got := Evaluate(context.Background(), es(srv.URL, "up", tc.threshold))
-			if got.Active != tc.wantActive || (got.Err != nil) != tc.wantErr {
-				t.Errorf("Evaluate() = %+v, want active %v, error %v", got, tc.wantActive, tc.wantErr)
+			got := Evaluate(context.Background(), es(srv.URL, "up", "0.1"), time.Minute)
+			if !got.LastActive.Equal(tc.wantLast) || (got.Err != nil) != tc.wantErr {
+				t.Errorf("Evaluate() = %+v, want last active %v, error %v", got, tc.wantLast, tc.wantErr)
 			}
 		})
 	}
 }
 
 func TestEvaluateUnreachableIsAnError(t *testing.T) {
-	srv := promServer(t, 200, vector("0"), nil)
+	srv := promServer(t, 200, vector(), nil)
 	srv.Close()
-	if got := Evaluate(context.Background(), es(srv.URL, "up", "0")); got.Err == nil {
+	if got := Evaluate(context.Background(), es(srv.URL, "up", "0"), time.Minute); got.Err == nil {
 		t.Errorf("Evaluate() against a closed server = %+v, want an error", got)
 	}
 }
 
-func TestEvaluateUsesIstioMetricByDefault(t *testing.T) {
-	var q string
-	srv := promServer(t, 200, vector("0"), &q)
-	if got := Evaluate(context.Background(), es(srv.URL, "", "")); got.Err != nil {
-		t.Fatal(got.Err)
+func TestEvaluateQueries(t *testing.T) {
+	tests := map[string]struct {
+		query, threshold string
+		window           time.Duration
+		want             []string
+	}{
+		"default query is Istio's request rate for the Service": {"", "", 15 * time.Minute, []string{
+			"istio_requests_total", `destination_service_name="target"`, `destination_service_namespace="shop"`,
+			"> 0)[900s:9s]",
+		}},
+		"user query and threshold, short window clamps the step": {"sum(rate(x[1m]))", "0.5", time.Minute, []string{
+			"max_over_time(timestamp((sum(rate(x[1m]))) > 0.5)[60s:5s])",
+		}},
+		"long window clamps the step to a minute": {"q", "2", 7 * 24 * time.Hour, []string{"[604800s:60s]"}},
 	}
-	for _, want := range []string{"istio_requests_total", `destination_service_name="target"`, `destination_service_namespace="shop"`} {
-		if !strings.Contains(q, want) {
-			t.Errorf("default query %q does not contain %q", q, want)
-		}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var q string
+			srv := promServer(t, 200, vector(), &q)
+			if got := Evaluate(context.Background(), es(srv.URL, tc.query, tc.threshold), tc.window); got.Err != nil {
+				t.Fatal(got.Err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(q, want) {
+					t.Errorf("query %q does not contain %q", q, want)
+				}
+			}
+		})
 	}
 }
