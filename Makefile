@@ -106,6 +106,16 @@ $(ENVTEST_ASSETS)/etcd:
 	cd test/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp .
 	mv $@.tmp $@
 
+##@ Benchmark
+
+.PHONY: bench
+bench: bench-controller ## Run every benchmark and print its figures (see docs/benchmarks.md).
+
+.PHONY: bench-controller
+bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on envtest; idle reconciles per minute.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -tags bench -count=1 -timeout 20m -v -run TestControllerConvergence \
+		./controller/internal/reconciler/ | grep -E 'converge_bench_test.go|^(ok|FAIL|---)'
+
 ##@ Tools
 
 $(CONTROLLER_GEN):

@@ -44,14 +44,18 @@ func New() (*envtest.Environment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &envtest.Environment{
+	env := &envtest.Environment{
 		CRDInstallOptions: envtest.CRDInstallOptions{
 			Paths:              []string{filepath.Join(RepoRoot(), "config", "crd", "bases"), istio},
 			ErrorIfPathMissing: true,
 			MaxTime:            time.Minute,
 		},
 		ErrorIfCRDPathMissing: true,
-	}, nil
+	}
+	// Room for thousands of Services (a public and a private one per ElastiService) in the
+	// benchmarks; envtest's default range holds 254.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
+	return env, nil
 }
 
 // Start starts an Environment from New and returns it with its rest.Config.

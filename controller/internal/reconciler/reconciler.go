@@ -272,7 +272,7 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	}
 	if len(obs.public.Spec.Selector) == 0 {
 		obs.reason, obs.terminal = "ServiceHasNoSelector", true
-		return obs, fmt.Errorf("Service %s has no selector, so elasti cannot find the target's pods", es.Spec.Service)
+		return obs, fmt.Errorf("the Service %s has no selector, so elasti cannot find the target's pods", es.Spec.Service)
 	}
 
 	if obs.scale, err = r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef); err != nil {
