@@ -53,6 +53,8 @@ type options struct {
 	activityAuth                         string
 	activityUsers                        string
 	concurrency                          int
+	qps                                  float64
+	burst                                int
 }
 
 func run() error {
@@ -71,6 +73,8 @@ func run() error {
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
 	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Sustained requests per second to the API server.")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of requests to the API server.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -105,6 +109,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,

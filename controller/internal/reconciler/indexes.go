@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"slices"
 	"strings"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -24,7 +25,14 @@ const (
 	indexPrivateService = "elasti.dev/private-service"
 	// indexFQDN is the public Service's cluster-local FQDN.
 	indexFQDN = "elasti.dev/fqdn"
+	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP destination and
+	// "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
+	// DestinationRules, the FQDN of the host.
+	indexRoutesTo = "elasti.dev/routes-to"
 )
+
+// rewrittenFor is the indexRoutesTo value of destinations rewritten for an ElastiService.
+func rewrittenFor(key string) string { return "elastiservice:" + key }
 
 func (r *Reconciler) setupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	one := func(f func(*v1alpha1.ElastiService) string) client.IndexerFunc {
@@ -41,7 +49,33 @@ func (r *Reconciler) setupIndexes(ctx context.Context, indexer client.FieldIndex
 			return err
 		}
 	}
-	return nil
+	if !r.Istio {
+		return nil
+	}
+	if err := indexer.IndexField(ctx, &networkingv1.VirtualService{}, indexRoutesTo, func(o client.Object) []string {
+		return r.virtualServiceTargets(o.(*networkingv1.VirtualService))
+	}); err != nil {
+		return err
+	}
+	return indexer.IndexField(ctx, &networkingv1.DestinationRule{}, indexRoutesTo, func(o client.Object) []string {
+		dr := o.(*networkingv1.DestinationRule)
+		return []string{routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain)}
+	})
+}
+
+// virtualServiceTargets lists the indexRoutesTo values of a VirtualService.
+func (r *Reconciler) virtualServiceTargets(vs *networkingv1.VirtualService) []string {
+	var out []string
+	for _, route := range vs.Spec.GetHttp() {
+		for _, d := range route.GetRoute() {
+			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
+			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
+				out = append(out, rewrittenFor(key))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func (r *Reconciler) byIndex(ctx context.Context, index, value string, opts ...client.ListOption) []reconcile.Request {
@@ -87,26 +121,15 @@ func (r *Reconciler) mapEndpointSlice(ctx context.Context, o client.Object) []re
 // mapVirtualService maps a VirtualService to the ElastiServices whose Service it routes to, in
 // either mode.
 func (r *Reconciler) mapVirtualService(ctx context.Context, o client.Object) []reconcile.Request {
-	vs := o.(*networkingv1.VirtualService)
-	seen := map[types.NamespacedName]bool{}
 	var reqs []reconcile.Request
-	add := func(rs []reconcile.Request) {
-		for _, rq := range rs {
-			if !seen[rq.NamespacedName] {
-				seen[rq.NamespacedName] = true
-				reqs = append(reqs, rq)
+	for _, t := range r.virtualServiceTargets(o.(*networkingv1.VirtualService)) {
+		if key, ok := strings.CutPrefix(t, rewrittenFor("")); ok {
+			if ns, name, ok := strings.Cut(key, "/"); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}})
 			}
+			continue
 		}
-	}
-	for _, route := range vs.Spec.GetHttp() {
-		for _, d := range route.GetRoute() {
-			add(r.byIndex(ctx, indexFQDN, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain)))
-			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
-				if ns, name, ok := strings.Cut(key, "/"); ok {
-					add([]reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}})
-				}
-			}
-		}
+		reqs = append(reqs, r.byIndex(ctx, indexFQDN, t)...)
 	}
 	return reqs
 }

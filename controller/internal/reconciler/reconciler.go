@@ -367,17 +367,20 @@ func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service stri
 }
 
 func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.ElastiService) ([]*networkingv1.VirtualService, error) {
-	var list networkingv1.VirtualServiceList
-	if err := r.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("listing VirtualServices: %w", err)
-	}
 	t := r.target(es)
+	seen := map[types.NamespacedName]bool{}
 	var out []*networkingv1.VirtualService
-	for _, vs := range list.Items {
-		if vs.Labels[v1alpha1.LabelComponent] != "" {
-			continue // elasti's own replay routes
+	for _, value := range []string{t.FQDN(), rewrittenFor(es.Key())} {
+		var list networkingv1.VirtualServiceList
+		if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: value}); err != nil {
+			return nil, fmt.Errorf("listing VirtualServices: %w", err)
 		}
-		if routes.RoutesTo(vs, t) {
+		for _, vs := range list.Items {
+			key := client.ObjectKeyFromObject(vs)
+			if seen[key] || vs.Labels[v1alpha1.LabelComponent] != "" || !routes.RoutesTo(vs, t) {
+				continue // elasti's own replay routes, or a delegate-only match
+			}
+			seen[key] = true
 			out = append(out, vs)
 		}
 	}
@@ -388,13 +391,13 @@ func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.Elasti
 // namespace if there is one, as Istio prefers it, else the first by namespace and name.
 func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.ElastiService) (*networkingv1.DestinationRule, error) {
 	var list networkingv1.DestinationRuleList
-	if err := r.List(ctx, &list); err != nil {
+	fqdn := names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
+	if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: fqdn}); err != nil {
 		return nil, fmt.Errorf("listing DestinationRules: %w", err)
 	}
-	fqdn := names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
 	var best *networkingv1.DestinationRule
 	for _, dr := range list.Items {
-		if dr.Labels[v1alpha1.LabelComponent] != "" || routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain) != fqdn {
+		if dr.Labels[v1alpha1.LabelComponent] != "" {
 			continue
 		}
 		switch {
