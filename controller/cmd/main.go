@@ -73,8 +73,8 @@ func run() error {
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
 	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")
-	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Sustained requests per second to the API server.")
-	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of requests to the API server.")
+	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Sustained requests per second to the API server.")
+	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of requests to the API server.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

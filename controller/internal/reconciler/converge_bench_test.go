@@ -86,7 +86,7 @@ func TestControllerConvergence(t *testing.T) {
 	benchParallel(t, benchCount, func(i int) error { return c.Create(ctx, benchElastiService(fmt.Sprintf("app-%04d", i))) })
 	createTime := time.Since(start)
 
-	cfg.QPS, cfg.Burst = 50, 100 // elasti-controller's defaults
+	cfg.QPS, cfg.Burst = 100, 200 // elasti-controller's defaults
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		t.Fatal(err)
