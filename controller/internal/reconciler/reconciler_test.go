@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
@@ -312,5 +313,28 @@ var _ = Describe("Prometheus triggers", func() {
 		}).WithTimeout(wait).Should(ContainSubstring("will not scale to zero"))
 		Consistently(f.replicas).WithTimeout(3 * time.Second).Should(Equal(int32(1)))
 		Expect(strings.ToLower(string(f.status().Mode))).To(Equal("serve"))
+	})
+})
+
+var _ = Describe("Scale targets", func() {
+	It("accepts KubeElasti's plural resource name as the kind and scales through /scale", func() {
+		s := &scaler.Scaler{Client: k8s, Mapper: k8s.RESTMapper()}
+		gvk, err := s.GVK(v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "deployments", Name: "x"})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(gvk.Kind).To(Equal("Deployment"))
+
+		f := newFixture(3600)
+		ref := v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "deployments", Name: "target"}
+		Expect(s.Set(testCtx, f.ns, ref, 3)).To(Succeed())
+		sc, err := s.Get(testCtx, f.ns, ref)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(sc.Spec).To(Equal(int32(3)))
+		Expect(f.replicas()).To(Equal(int32(3)))
+	})
+
+	It("says which scale target is unknown", func() {
+		s := &scaler.Scaler{Client: k8s, Mapper: k8s.RESTMapper()}
+		_, err := s.GVK(v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Widget", Name: "x"})
+		Expect(err).To(MatchError(ContainSubstring("apps/v1 Widget is not a known kind or resource")))
 	})
 })

@@ -1,0 +1,93 @@
+package resources
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+)
+
+func fixtures() (*v1alpha1.ElastiService, *corev1.Service) {
+	es := &v1alpha1.ElastiService{}
+	es.Name, es.Namespace, es.Spec.Service = "shop-es", "shop", "shop"
+	svc := &corev1.Service{}
+	svc.Name, svc.Namespace = "shop", "shop"
+	svc.Spec.Selector = map[string]string{"app": "shop"}
+	svc.Spec.Ports = []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
+		{Name: "grpc", Port: 9090, TargetPort: intstr.FromString("grpc"), Protocol: corev1.ProtocolTCP},
+	}
+	return es, svc
+}
+
+func TestResolverSlices(t *testing.T) {
+	es, svc := fixtures()
+	tests := map[string]struct {
+		addrs      []string
+		wantFamily map[discoveryv1.AddressType][]string
+	}{
+		"none":            {nil, map[discoveryv1.AddressType][]string{}},
+		"ipv4 sorted":     {[]string{"10.0.0.9", "10.0.0.5", "10.0.0.9"}, map[discoveryv1.AddressType][]string{discoveryv1.AddressTypeIPv4: {"10.0.0.5", "10.0.0.9"}}},
+		"dual stack":      {[]string{"fd00::5", "10.0.0.5"}, map[discoveryv1.AddressType][]string{discoveryv1.AddressTypeIPv4: {"10.0.0.5"}, discoveryv1.AddressTypeIPv6: {"fd00::5"}}},
+		"garbage skipped": {[]string{"not-an-ip", "10.0.0.5"}, map[discoveryv1.AddressType][]string{discoveryv1.AddressTypeIPv4: {"10.0.0.5"}}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := ResolverSlices(es, svc, tc.addrs, 8012)
+			if len(got) != len(tc.wantFamily) {
+				t.Fatalf("got %d slices, want %d", len(got), len(tc.wantFamily))
+			}
+			for _, s := range got {
+				var addrs []string
+				for _, ep := range s.Endpoints {
+					addrs = append(addrs, ep.Addresses...)
+					if ep.Conditions.Ready == nil || !*ep.Conditions.Ready {
+						t.Errorf("endpoint %v is not ready", ep.Addresses)
+					}
+				}
+				if want := tc.wantFamily[s.AddressType]; len(addrs) != len(want) || (len(want) > 0 && addrs[0] != want[0]) {
+					t.Errorf("%s addresses = %v, want %v", s.AddressType, addrs, want)
+				}
+				if s.Labels[discoveryv1.LabelServiceName] != "shop" || s.Labels[discoveryv1.LabelManagedBy] != v1alpha1.EndpointSliceManager {
+					t.Errorf("labels = %v, want service-name shop and managed-by %s", s.Labels, v1alpha1.EndpointSliceManager)
+				}
+				if len(s.Ports) != 2 || *s.Ports[0].Name != "http" || *s.Ports[1].Name != "grpc" ||
+					*s.Ports[0].Port != 8012 || *s.Ports[1].Port != 8012 {
+					t.Errorf("ports = %+v, want http and grpc both on 8012", s.Ports)
+				}
+			}
+		})
+	}
+}
+
+func TestPrivateServiceCopiesSelectorAndPorts(t *testing.T) {
+	es, svc := fixtures()
+	got := PrivateService(es, svc)
+	if got.Name != "shop-elasti-private" || got.Namespace != "shop" {
+		t.Errorf("name = %s/%s, want shop/shop-elasti-private", got.Namespace, got.Name)
+	}
+	if got.Spec.Selector["app"] != "shop" || len(got.Spec.Ports) != 2 || got.Spec.Ports[1].TargetPort.StrVal != "grpc" {
+		t.Errorf("spec = %+v, want the public selector and both ports", got.Spec)
+	}
+	if len(got.OwnerReferences) != 1 || got.OwnerReferences[0].Name != "shop-es" {
+		t.Errorf("owner = %+v, want the ElastiService", got.OwnerReferences)
+	}
+}
+
+func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
+	es, _ := fixtures()
+	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local")
+	if n := len(vs.Spec.Http); n != 3 {
+		t.Fatalf("got %d routes, want one per subset and a default", n)
+	}
+	m := vs.Spec.Http[1].GetMatch()[0].GetHeaders()["x-elasti-subset"]
+	if m.GetExact() != "v2" || vs.Spec.Http[1].GetRoute()[0].GetDestination().GetSubset() != "v2" {
+		t.Errorf("route %v does not send X-Elasti-Subset: v2 to subset v2", vs.Spec.Http[1])
+	}
+	if vs.Spec.Http[2].GetMatch() != nil || vs.Spec.Http[2].GetRoute()[0].GetDestination().GetSubset() != "" {
+		t.Errorf("last route %v should catch everything else without a subset", vs.Spec.Http[2])
+	}
+}
