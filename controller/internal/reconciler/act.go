@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -201,47 +202,67 @@ func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error
 	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, max(es.Spec.MinTargetReplicas, 1))
 }
 
-// finalize undoes everything before the ElastiService goes: routes back to the target, the
-// target back to minTargetReplicas if it is at zero, and elasti's own objects removed. An
+// finalizeWait bounds how long a deletion keeps callers on the resolver while the target wakes.
+const finalizeWait = 2 * time.Minute
+
+// finalize undoes everything before the ElastiService goes: the target back to
+// minTargetReplicas if it is at zero, routes back to the target once it has ready endpoints (or
+// at once when no resolver could hold requests meanwhile), and elasti's own objects removed. An
 // uninstall must never leave a workload at zero or a route pointing at nothing.
-func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) error {
+func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(es, v1alpha1.Finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
+	sc, err := r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef)
+	targetExists := true
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		targetExists = false // nothing to bring back
+	case err != nil:
+		return ctrl.Result{}, err
+	case sc.Spec == 0:
+		if err := r.wake(ctx, es); err != nil {
+			return ctrl.Result{}, err
+		}
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",
+			"restoring %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
+	}
+	if targetExists {
+		ready, err := r.readyEndpoints(ctx, es.Namespace, names.PrivateService(es.Spec.Service))
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		resolvers, err := r.resolverAddresses(ctx)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if ready == 0 && len(resolvers) > 0 && r.now().Sub(es.DeletionTimestamp.Time) < finalizeWait {
+			// The resolver holds callers until the target is ready; the EndpointSlice watch
+			// brings us back here then.
+			return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+		}
+	}
+
 	obs := &observed{}
 	if r.Istio {
-		var err error
 		if obs.virtualServices, err = r.virtualServicesFor(ctx, es); err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 	}
 	if err := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); err != nil {
-		return err
-	}
-	sc, err := r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef)
-	switch {
-	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
-		// The target is gone; there is nothing to bring back.
-	case err != nil:
-		return err
-	case sc.Spec == 0:
-		if err := r.wake(ctx, es); err != nil {
-			return err
-		}
-		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",
-			"restored %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
+		return ctrl.Result{}, err
 	}
 	if err := r.deleteAll(ctx,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}}); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	if r.Istio {
 		if err := r.ensureReplayRoutes(ctx, es, nil); err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 	}
 	controllerutil.RemoveFinalizer(es, v1alpha1.Finalizer)
-	return r.Update(ctx, es)
+	return ctrl.Result{}, r.Update(ctx, es)
 }
 
 func (r *Reconciler) deleteAll(ctx context.Context, objs ...client.Object) error {

@@ -141,7 +141,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	if !es.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, es)
+		return r.finalize(ctx, es)
 	}
 	if controllerutil.AddFinalizer(es, v1alpha1.Finalizer) {
 		if err := r.Update(ctx, es); err != nil {
@@ -169,16 +169,18 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	obs, err := r.gather(ctx, es, now)
 	if err != nil {
 		r.setCondition(es, v1alpha1.ConditionReady, false, obs.reason, err.Error())
-		// Whatever went wrong, callers must not be left pointing at a resolver that may never
-		// wake the target: fall back to Serve mode.
+		if !obs.terminal {
+			// A passing failure (a list, a read of /scale): change nothing and retry, rather
+			// than move callers off a resolver that is holding their requests.
+			return ctrl.Result{}, err
+		}
+		// The Service or the target is gone or unusable: the resolver could never wake it,
+		// so callers must not be left pointing at the resolver.
 		if rerr := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); rerr != nil {
 			return ctrl.Result{}, errors.Join(err, rerr)
 		}
 		r.setMode(es, v1alpha1.ModeServe, now)
-		if obs.terminal {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, nil
 	}
 
 	d := decide.Decide(decide.Input{

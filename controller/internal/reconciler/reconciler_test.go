@@ -243,6 +243,10 @@ var _ = Describe("Scaling to zero and back", func() {
 		toZero(f)
 
 		Expect(k8s.Delete(testCtx, f.es)).To(Succeed())
+		By("waking the target first and keeping callers on the resolver until it is ready")
+		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
+		Consistently(func() bool { return pointsAtResolver(f.virtualService()) }).WithTimeout(time.Second).Should(BeTrue())
+		setTargetReady(f.ns, 2)
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), &v1alpha1.ElastiService{}))
 		}).WithTimeout(wait).Should(BeTrue())
