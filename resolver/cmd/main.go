@@ -1,0 +1,270 @@
+// Command elasti-resolver holds requests for Services scaled to zero, wakes them through the
+// controller, and replays each request once its target is ready.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/version"
+	"github.com/elasti-dev/elasti/resolver/internal/handler"
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+	"github.com/elasti-dev/elasti/resolver/internal/proxy"
+	"github.com/elasti-dev/elasti/resolver/internal/readiness"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/signal"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+// +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+
+// componentPrivateService is the elasti.dev/component value the controller puts on private
+// Services; the EndpointSlice controller copies it to their slices, so the caches hold only
+// elasti's objects.
+const componentPrivateService = "private-service"
+
+type options struct {
+	listen, metricsAddr, probeAddr string
+	controllerURL, tokenFile       string
+	maxPending, maxTotal           int
+	holdTimeout, shutdownDelay     time.Duration
+	drainTimeout, idleTimeout      time.Duration
+	upstream, domain, watchNS      string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "elasti-resolver:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var o options
+	flag.StringVar(&o.listen, "listen", ":8012", "Address of the proxy listener (HTTP/1.1 and h2c).")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&o.controllerURL, "controller-url", "http://elasti-controller.elasti-system.svc:8013", "Base URL of the controller's activity endpoint.")
+	flag.StringVar(&o.tokenFile, "token-file", "/var/run/secrets/elasti/token", "Projected service account token sent to the controller; re-read when it changes.")
+	flag.IntVar(&o.maxPending, "max-pending-per-target", 10000, "Requests held per target unless spec.queue.maxPending says otherwise.")
+	flag.IntVar(&o.maxTotal, "max-pending-total", 50000, "Requests held across all targets.")
+	flag.DurationVar(&o.holdTimeout, "hold-timeout", 2*time.Minute, "How long a request is held unless spec.queue.holdTimeout says otherwise.")
+	flag.StringVar(&o.upstream, "upstream", handler.UpstreamService, "Where replays go: service (the private Service, through the mesh) or pods (a ready pod IP).")
+	flag.StringVar(&o.domain, "cluster-domain", "cluster.local", "Cluster DNS domain.")
+	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "After SIGTERM, how long to keep accepting connections while endpoints drop this pod.")
+	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "After the shutdown delay, how long held and in-flight requests may finish.")
+	flag.DurationVar(&o.idleTimeout, "idle-timeout", 65*time.Minute, "Keep-alive idle timeout; longer than Envoy's 1h so the caller always closes first.")
+	flag.StringVar(&o.watchNS, "watch-namespaces", "", "Comma-separated namespaces to serve; empty serves all.")
+	zopts := zap.Options{}
+	zopts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
+	log := ctrl.Log.WithName("resolver")
+	if o.upstream != handler.UpstreamService && o.upstream != handler.UpstreamPods {
+		return fmt.Errorf("--upstream must be service or pods, not %q", o.upstream)
+	}
+	raiseNoFile()
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	private := labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: componentPrivateService})
+	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Service{}:            {Label: private},
+		&discoveryv1.EndpointSlice{}: {Label: private},
+	}}
+	if o.watchNS != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(o.watchNS, ",") {
+			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
+		}
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  cacheOpts,
+		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress: o.probeAddr,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	// The manager (caches, probes, metrics) outlives the proxy's drain: held requests need
+	// readiness events until the last one is replayed.
+	mgrCtx, stopMgr := context.WithCancel(context.Background())
+	defer stopMgr()
+
+	m := metrics.New()
+	ctrlmetrics.Registry.MustRegister(m.Collectors()...)
+	ready := readiness.New()
+	thr := throttler.New(ready, o.maxTotal)
+	ready.SetListener(thr)
+	waker := signal.New(mgrCtx, signal.Options{
+		ControllerURL: o.controllerURL, TokenFile: o.tokenFile, Signals: m.WakeSignals, Log: log.WithName("signal"),
+	})
+	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m})
+	if err := addHandlers(mgrCtx, mgr.GetCache(), reg, ready); err != nil {
+		return err
+	}
+
+	var draining, synced atomic.Bool
+	if err := mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", func(*http.Request) error {
+		switch {
+		case draining.Load():
+			return errors.New("draining")
+		case !synced.Load():
+			return errors.New("caches not synced")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	rp := proxy.New(proxy.Options{Log: log.WithName("proxy"), OnError: func(r *http.Request, _ error) {
+		if req := handler.RequestFrom(r.Context()); req != nil {
+			m.UpstreamError.WithLabelValues(req.Target.Namespace, req.Target.Name).Inc()
+		}
+	}})
+	chain := handler.Build(handler.Config{
+		Proxy: rp, Targets: reg, Throttler: thr, Waker: waker, Endpoints: ready,
+		Upstream: o.upstream, Domain: o.domain, MaxPending: o.maxPending, HoldTimeout: o.holdTimeout, Metrics: m,
+	})
+	srv := NewServer(o.listen, chain, o.idleTimeout)
+
+	mgrErr := make(chan error, 1)
+	go func() { mgrErr <- mgr.Start(mgrCtx) }()
+	go func() {
+		if mgr.GetCache().WaitForCacheSync(mgrCtx) {
+			synced.Store(true)
+			log.Info("caches synced", "elastiservices", reg.Len())
+		}
+	}()
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	log.Info("resolver started", "version", version.Version, "listen", o.listen, "upstream", o.upstream)
+
+	sig := ctrl.SetupSignalHandler()
+	select {
+	case <-sig.Done():
+	case err := <-mgrErr:
+		return fmt.Errorf("manager stopped: %w", err)
+	case err := <-srvErr:
+		return fmt.Errorf("proxy listener stopped: %w", err)
+	}
+
+	// Fail readiness first and keep serving while endpoints and sidecars drop this pod, then
+	// stop accepting; Shutdown waits for held requests to be replayed or to time out.
+	draining.Store(true)
+	log.Info("draining", "delay", o.shutdownDelay, "held", thr.Total())
+	time.Sleep(o.shutdownDelay)
+	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	err = srv.Shutdown(ctx)
+	log.Info("proxy stopped", "held", thr.Total(), "error", err)
+	stopMgr()
+	if e := <-mgrErr; e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
+// NewServer is the proxy's HTTP server: HTTP/1.1 and h2c with prior knowledge, no read or
+// write timeout (requests are held and streams are long), and a keep-alive idle timeout longer
+// than the callers', so the resolver never closes a connection a caller is about to reuse.
+func NewServer(addr string, h http.Handler, idle time.Duration) *http.Server {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: time.Minute,
+		IdleTimeout:       idle,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv
+}
+
+func addHandlers(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache) error {
+	es, err := c.GetInformer(ctx, &v1alpha1.ElastiService{})
+	if err != nil {
+		return fmt.Errorf("ElastiService informer: %w", err)
+	}
+	if _, err := es.AddEventHandler(reg.ElastiServiceHandler()); err != nil {
+		return err
+	}
+	svc, err := c.GetInformer(ctx, &corev1.Service{})
+	if err != nil {
+		return fmt.Errorf("Service informer: %w", err)
+	}
+	if _, err := svc.AddEventHandler(reg.ServiceHandler()); err != nil {
+		return err
+	}
+	eps, err := c.GetInformer(ctx, &discoveryv1.EndpointSlice{})
+	if err != nil {
+		return fmt.Errorf("EndpointSlice informer: %w", err)
+	}
+	_, err = eps.AddEventHandler(ready.Handler())
+	return err
+}
+
+// forgetter releases the throttler entry, signal state and metric series of a deleted target.
+type forgetter struct {
+	thr     *throttler.Throttler
+	waker   *signal.Client
+	metrics *metrics.Metrics
+}
+
+func (f forgetter) Forget(t *registry.Target) {
+	f.thr.Forget(t.Backend)
+	f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
+	f.metrics.Forget(t.Namespace, t.Name)
+}
+
+// raiseNoFile lifts the soft open-file limit to the hard one: every held request is a socket.
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}

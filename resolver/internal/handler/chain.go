@@ -1,0 +1,39 @@
+package handler
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+)
+
+// Config is everything Build wires together.
+type Config struct {
+	Proxy     http.Handler
+	Targets   Targets
+	Throttler interface {
+		Throttler
+		Gate
+	}
+	Waker       Waker
+	Endpoints   Endpoints
+	Upstream    string
+	Domain      string
+	MaxPending  int
+	HoldTimeout time.Duration
+	Metrics     *metrics.Metrics
+}
+
+// Build returns the request path, built innermost first.
+func Build(c Config) http.Handler {
+	var h http.Handler = c.Proxy
+	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints}
+	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, MaxPending: c.MaxPending, HoldTimeout: c.HoldTimeout, Metrics: c.Metrics}
+	h = &Probe{Next: h, Gate: c.Throttler}
+	h = &Record{Next: h, Metrics: c.Metrics}
+	route := &Route{Next: h, Targets: c.Targets, Domain: c.Domain}
+	if c.Metrics != nil {
+		route.Unknown = c.Metrics.UnknownHosts.Inc
+	}
+	return route
+}

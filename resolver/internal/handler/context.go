@@ -1,0 +1,31 @@
+package handler
+
+import (
+	"context"
+
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+)
+
+// Request is what Route learned about a request. Inner steps read it and set Outcome.
+type Request struct {
+	Target *registry.Target
+	// Port is the Service port to forward to.
+	Port registry.Port
+	// Subset is the X-Elasti-Subset the route named, if any.
+	Subset string
+	// Outcome is the outcome label for metrics; see the metrics.Outcome* values.
+	Outcome string
+}
+
+type requestKey struct{}
+
+// WithRequest returns ctx carrying r.
+func WithRequest(ctx context.Context, r *Request) context.Context {
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// RequestFrom returns the Request in ctx, or nil.
+func RequestFrom(ctx context.Context) *Request {
+	r, _ := ctx.Value(requestKey{}).(*Request)
+	return r
+}

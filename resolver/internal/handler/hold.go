@@ -1,0 +1,101 @@
+package handler
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+// Throttler holds requests until their backend is ready.
+type Throttler interface {
+	Wait(ctx context.Context, key types.NamespacedName, maxPending int, timeout time.Duration, onHold func()) (bool, error)
+	Pending(key types.NamespacedName) int
+}
+
+// Waker tells the controller about held and passing requests.
+type Waker interface {
+	Held(key types.NamespacedName, stillHeld func() bool)
+	Active(key types.NamespacedName)
+}
+
+// Hold lets a request through when its target is ready and otherwise holds it, waking the
+// target, until it is ready, the hold timeout passes, or the caller leaves.
+type Hold struct {
+	Next        http.Handler
+	Throttler   Throttler
+	Waker       Waker
+	MaxPending  int
+	HoldTimeout time.Duration
+	Metrics     *metrics.Metrics
+}
+
+var _ http.Handler = (*Hold)(nil)
+
+func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := RequestFrom(r.Context())
+	t := req.Target
+	es := types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+	maxPending, timeout := h.MaxPending, h.HoldTimeout
+	if t.MaxPending > 0 {
+		maxPending = t.MaxPending
+	}
+	if t.HoldTimeout > 0 {
+		timeout = t.HoldTimeout
+	}
+	start := time.Now()
+	counted := false
+	held, err := h.Throttler.Wait(r.Context(), t.Backend, maxPending, timeout, func() {
+		counted = true
+		if h.Metrics != nil {
+			h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Inc()
+			h.Metrics.PendingTotal.Inc()
+		}
+		h.Waker.Held(es, func() bool { return h.Throttler.Pending(t.Backend) > 0 })
+	})
+	if counted && h.Metrics != nil {
+		h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Dec()
+		h.Metrics.PendingTotal.Dec()
+	}
+	if held && h.Metrics != nil {
+		h.Metrics.HoldDuration.WithLabelValues(t.Namespace, t.Name).Observe(time.Since(start).Seconds())
+	}
+	switch {
+	case err == nil && held:
+		req.Outcome = metrics.OutcomeReplayed
+	case err == nil:
+		req.Outcome = metrics.OutcomePassed
+		h.Waker.Active(es)
+	case errors.Is(err, throttler.ErrQueueFull), errors.Is(err, throttler.ErrTotalFull):
+		req.Outcome = metrics.OutcomeQueueFull
+		if h.Metrics != nil {
+			h.Metrics.QueueFull.WithLabelValues(t.Namespace, t.Name).Inc()
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "elasti: "+err.Error()+"; retry later", http.StatusServiceUnavailable)
+		return
+	case errors.Is(err, throttler.ErrTimeout):
+		req.Outcome = metrics.OutcomeTimeout
+		if h.Metrics != nil {
+			h.Metrics.HoldTimeouts.WithLabelValues(t.Namespace, t.Name).Inc()
+		}
+		http.Error(w, "elasti: "+t.Key()+" did not become ready within "+timeout.String(), http.StatusGatewayTimeout)
+		return
+	case errors.Is(err, throttler.ErrGone):
+		req.Outcome = metrics.OutcomeGone
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "elasti: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	default:
+		// The caller left; its slot is already free and nobody reads an answer.
+		req.Outcome = metrics.OutcomeCancelled
+		w.WriteHeader(499)
+		return
+	}
+	h.Next.ServeHTTP(w, r)
+}

@@ -1,0 +1,103 @@
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const prefix = "elasti_resolver_"
+
+// Outcomes of a request, the outcome label of Responses.
+const (
+	OutcomePassed    = "passed"     // the target was ready; forwarded without holding
+	OutcomeReplayed  = "replayed"   // held, then forwarded
+	OutcomeProbe     = "probe"      // answered locally from spec.probeResponses
+	OutcomeQueueFull = "queue_full" // 503: the target's or the global queue was full
+	OutcomeTimeout   = "timeout"    // 504: held past the hold timeout
+	OutcomeCancelled = "cancelled"  // the caller went away while held
+	OutcomeGone      = "gone"       // the ElastiService was deleted while held
+)
+
+// Results of a wake signal, the result label of WakeSignals.
+const (
+	ResultAccepted    = "accepted"
+	ResultNotLeader   = "not_leader"
+	ResultRejected    = "rejected"
+	ResultUnreachable = "unreachable"
+)
+
+// Metrics are the resolver's collectors.
+type Metrics struct {
+	Held          *prometheus.GaugeVec
+	PendingTotal  prometheus.Gauge
+	Responses     *prometheus.CounterVec
+	HoldDuration  *prometheus.HistogramVec
+	QueueFull     *prometheus.CounterVec
+	HoldTimeouts  *prometheus.CounterVec
+	WakeSignals   *prometheus.CounterVec
+	UnknownHosts  prometheus.Counter
+	UpstreamError *prometheus.CounterVec
+}
+
+// New makes unregistered collectors.
+func New() *Metrics {
+	target := []string{"namespace", "name"}
+	return &Metrics{
+		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: prefix + "requests_held", Help: "Requests held now, waiting for the target to be ready.",
+		}, target),
+		PendingTotal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: prefix + "pending_requests", Help: "Requests held now across all targets.",
+		}),
+		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "responses_total",
+			Help: "Responses by status class (1xx..5xx) and outcome (passed, replayed, probe, queue_full, timeout, cancelled, gone).",
+		}, []string{"namespace", "name", "class", "outcome"}),
+		HoldDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    prefix + "hold_duration_seconds",
+			Help:    "How long held requests waited for the target, whatever the outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300},
+		}, target),
+		QueueFull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "queue_full_total", Help: "Requests refused with 503 because a queue was full.",
+		}, target),
+		HoldTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "hold_timeouts_total", Help: "Requests answered 504 after the hold timeout.",
+		}, target),
+		WakeSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "wake_signals_total",
+			Help: "Activity signals sent to the controller, by kind (held, active) and result (accepted, not_leader, rejected, unreachable).",
+		}, []string{"kind", "result"}),
+		UnknownHosts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "unknown_host_total", Help: "Requests for no known ElastiService, answered 404 or 421.",
+		}),
+		UpstreamError: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: prefix + "upstream_errors_total", Help: "Forwarded requests that got no response from the target (502).",
+		}, target),
+	}
+}
+
+// Collectors lists every collector, for registration.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Held, m.PendingTotal, m.Responses, m.HoldDuration, m.QueueFull,
+		m.HoldTimeouts, m.WakeSignals, m.UnknownHosts, m.UpstreamError}
+}
+
+// Forget drops the series of a deleted ElastiService.
+func (m *Metrics) Forget(namespace, name string) {
+	l := prometheus.Labels{"namespace": namespace, "name": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.Held, m.Responses, m.HoldDuration, m.QueueFull, m.HoldTimeouts, m.UpstreamError,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// Class is the status class label of a status code: "2xx", or "hijacked" for 0.
+func Class(code int) string {
+	if code < 100 || code > 599 {
+		return "hijacked"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}

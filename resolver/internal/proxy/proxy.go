@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+)
+
+// Upstream is where one request goes.
+type Upstream struct {
+	// Addr is host:port to dial.
+	Addr string
+	// Host, if set, replaces the Host header; the mesh routes on it.
+	Host string
+	// Subset is re-sent as X-Elasti-Subset for the private VirtualService.
+	Subset string
+}
+
+type upstreamKey struct{}
+
+// WithUpstream returns ctx carrying u.
+func WithUpstream(ctx context.Context, u *Upstream) context.Context {
+	return context.WithValue(ctx, upstreamKey{}, u)
+}
+
+// UpstreamFrom returns the Upstream in ctx, or nil.
+func UpstreamFrom(ctx context.Context) *Upstream {
+	u, _ := ctx.Value(upstreamKey{}).(*Upstream)
+	return u
+}
+
+// Options configure New.
+type Options struct {
+	// DialRetries is how many times a refused dial is retried. Default 8.
+	DialRetries int
+	// DialBackoff is the first delay between dial attempts, doubled each time. Default 10ms.
+	DialBackoff time.Duration
+	// OnError runs when a request got no response, before the 502 is written.
+	OnError func(r *http.Request, err error)
+	Log     logr.Logger
+}
+
+// New builds the reverse proxy.
+func New(o Options) *httputil.ReverseProxy {
+	if o.DialRetries == 0 {
+		o.DialRetries = 8
+	}
+	if o.DialBackoff == 0 {
+		o.DialBackoff = 10 * time.Millisecond
+	}
+	return &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    NewTransport(o.DialRetries, o.DialBackoff),
+		BufferPool:   bufferPool{},
+		ErrorHandler: errorHandler(o),
+		// Streaming responses (no Content-Length, SSE) are flushed at once by ReverseProxy;
+		// others are flushed at least this often.
+		FlushInterval: 100 * time.Millisecond,
+		ErrorLog:      nil,
+	}
+}
+
+func rewrite(pr *httputil.ProxyRequest) {
+	u := UpstreamFrom(pr.In.Context())
+	if u == nil {
+		// The chain always sets an upstream; an empty address makes the transport fail
+		// rather than send the request anywhere else.
+		u = &Upstream{}
+	}
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = u.Addr
+	pr.Out.Host = pr.In.Host
+	if u.Host != "" {
+		pr.Out.Host = u.Host
+	}
+	if u.Subset != "" {
+		pr.Out.Header.Set(v1alpha1.HeaderSubset, u.Subset)
+	}
+	// Rewrite starts from a request without X-Forwarded-*; keep what earlier hops said and
+	// append this one, so the target sees the original host and scheme.
+	in := pr.In.Header
+	if v := in["X-Forwarded-For"]; len(v) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = v
+	}
+	pr.SetXForwarded()
+	if v := in.Get("X-Forwarded-Host"); v != "" {
+		pr.Out.Header.Set("X-Forwarded-Host", v)
+	}
+	if v := in.Get("X-Forwarded-Proto"); v != "" {
+		pr.Out.Header.Set("X-Forwarded-Proto", v)
+	}
+}
+
+func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			// The caller is gone; nobody reads an answer.
+			w.WriteHeader(499)
+			return
+		}
+		if o.OnError != nil {
+			o.OnError(r, err)
+		}
+		o.Log.V(1).Info("upstream failed", "host", r.Host, "error", err.Error())
+		http.Error(w, "elasti: the target did not answer", http.StatusBadGateway)
+	}
+}
+
+// Transport sends HTTP/2 requests over h2c and everything else over HTTP/1.1, so gRPC keeps
+// its streams and trailers and WebSocket upgrades keep working.
+type Transport struct {
+	H1, H2C *http.Transport
+}
+
+// NewTransport returns a Transport whose dials retry a refused connection.
+func NewTransport(retries int, backoff time.Duration) *Transport {
+	dial := retryDial(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}, retries, backoff)
+	h1 := &http.Transport{
+		DialContext:           dial,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	h2c := &http.Transport{
+		DialContext:     dial,
+		IdleConnTimeout: 90 * time.Second,
+	}
+	h2c.Protocols = new(http.Protocols)
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	return &Transport{H1: h1, H2C: h2c}
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor == 2 {
+		return t.H2C.RoundTrip(r)
+	}
+	return t.H1.RoundTrip(r)
+}
+
+// CloseIdleConnections closes both transports' idle connections.
+func (t *Transport) CloseIdleConnections() {
+	t.H1.CloseIdleConnections()
+	t.H2C.CloseIdleConnections()
+}
+
+// retryDial retries a refused connection: a pod can be Ready before its port listens, and
+// nothing of the request has been sent yet, so the retry cannot duplicate it.
+func retryDial(d *net.Dialer, retries int, backoff time.Duration) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		wait := backoff
+		for attempt := 0; ; attempt++ {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil || attempt >= retries || !errors.Is(err, syscall.ECONNREFUSED) {
+				return c, err
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, err
+			case <-t.C:
+			}
+			wait = min(2*wait, time.Second)
+		}
+	}
+}
+
+// bufferPool recycles the proxy's copy buffers.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

@@ -1,0 +1,161 @@
+package readiness
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/elasti-dev/elasti/resolver/internal/events"
+)
+
+// Listener is told that the readiness of a Service may have changed. It must read the new state
+// back from the Cache, so that calls that race each other still converge on the latest state.
+type Listener interface {
+	Changed(key types.NamespacedName)
+}
+
+type endpoint struct {
+	addr  string
+	ports map[string]int32 // EndpointSlice port name -> number
+}
+
+// service is the ready endpoints of one Service across its slices. It is replaced, never
+// changed, so readers need no lock beyond the map's.
+type service struct {
+	slices    map[string][]endpoint // slice name -> ready endpoints
+	endpoints []endpoint            // all ready endpoints
+	next      *atomic.Uint64        // round-robin cursor, shared across replacements
+}
+
+// Cache holds the ready endpoints of the Services it has seen slices for.
+type Cache struct {
+	mu       sync.RWMutex
+	services map[types.NamespacedName]*service
+	listener Listener
+}
+
+// New returns an empty Cache.
+func New() *Cache {
+	return &Cache{services: map[types.NamespacedName]*service{}}
+}
+
+// SetListener sets who hears about changes. Call it before events flow.
+func (c *Cache) SetListener(l Listener) { c.listener = l }
+
+// Ready says whether the Service has at least one ready endpoint.
+func (c *Cache) Ready(key types.NamespacedName) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s := c.services[key]
+	return s != nil && len(s.endpoints) > 0
+}
+
+// Pick returns a ready endpoint of the Service as host:port, spreading calls across endpoints.
+// portName is the Service port's name; a slice with one port is used whatever its name.
+func (c *Cache) Pick(key types.NamespacedName, portName string) (string, bool) {
+	c.mu.RLock()
+	s := c.services[key]
+	c.mu.RUnlock()
+	if s == nil || len(s.endpoints) == 0 {
+		return "", false
+	}
+	n := uint64(len(s.endpoints))
+	start := s.next.Add(1)
+	for i := range n {
+		e := s.endpoints[(start+i)%n]
+		port, ok := e.ports[portName]
+		if !ok && len(e.ports) == 1 {
+			for _, p := range e.ports {
+				port, ok = p, true
+			}
+		}
+		if ok {
+			return net.JoinHostPort(e.addr, strconv.Itoa(int(port))), true
+		}
+	}
+	return "", false
+}
+
+// Update records an EndpointSlice. Slices without the kubernetes.io/service-name label are
+// ignored.
+func (c *Cache) Update(slice *discoveryv1.EndpointSlice) {
+	key, ok := serviceOf(slice)
+	if !ok {
+		return
+	}
+	ports := map[string]int32{}
+	for _, p := range slice.Ports {
+		if p.Port == nil {
+			continue
+		}
+		name := ""
+		if p.Name != nil {
+			name = *p.Name
+		}
+		ports[name] = *p.Port
+	}
+	var ready []endpoint
+	for _, e := range slice.Endpoints {
+		// Ready nil means unknown, which the API says to read as ready.
+		if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+			continue
+		}
+		for _, a := range e.Addresses {
+			ready = append(ready, endpoint{addr: a, ports: ports})
+		}
+	}
+	c.set(key, slice.Name, ready, false)
+}
+
+// Delete forgets an EndpointSlice.
+func (c *Cache) Delete(slice *discoveryv1.EndpointSlice) {
+	if key, ok := serviceOf(slice); ok {
+		c.set(key, slice.Name, nil, true)
+	}
+}
+
+func (c *Cache) set(key types.NamespacedName, sliceName string, ready []endpoint, deleted bool) {
+	c.mu.Lock()
+	old := c.services[key]
+	s := &service{slices: map[string][]endpoint{}, next: &atomic.Uint64{}}
+	if old != nil {
+		s.next = old.next
+		for n, eps := range old.slices {
+			s.slices[n] = eps
+		}
+	}
+	if deleted {
+		delete(s.slices, sliceName)
+	} else {
+		s.slices[sliceName] = ready
+	}
+	for _, eps := range s.slices {
+		s.endpoints = append(s.endpoints, eps...)
+	}
+	if len(s.slices) == 0 {
+		delete(c.services, key)
+	} else {
+		c.services[key] = s
+	}
+	changed := (old != nil && len(old.endpoints) > 0) != (len(s.endpoints) > 0)
+	c.mu.Unlock()
+	if changed && c.listener != nil {
+		c.listener.Changed(key)
+	}
+}
+
+func serviceOf(slice *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
+	name := slice.Labels[discoveryv1.LabelServiceName]
+	if name == "" {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: slice.Namespace, Name: name}, true
+}
+
+// Handler feeds the Cache from an EndpointSlice informer.
+func (c *Cache) Handler() toolscache.ResourceEventHandler { return events.Handler(c.Update, c.Delete) }

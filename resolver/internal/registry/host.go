@@ -1,0 +1,72 @@
+package registry
+
+import (
+	"net"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// HostName is what a Host header says about a Service: its name, and optionally its namespace
+// and port (0 when absent).
+type HostName struct {
+	Service   string
+	Namespace string
+	Port      int32
+}
+
+// ParseHost reads a Host or :authority value of the forms svc, svc.ns, svc.ns.svc and
+// svc.ns.svc.<domain>, each with an optional :port. Anything else, such as an IP address or an
+// external name, is not a Service host and gives ok=false.
+func ParseHost(host, domain string) (h HostName, ok bool) {
+	if host == "" || len(host) > 253+6 {
+		return HostName{}, false
+	}
+	name := host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		if strings.Contains(host, "]") || strings.Count(host, ":") > 1 {
+			return HostName{}, false // an IPv6 literal is never a Service name
+		}
+		var port string
+		var err error
+		if name, port, err = net.SplitHostPort(host); err != nil {
+			return HostName{}, false
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || p == 0 {
+			return HostName{}, false
+		}
+		h.Port = int32(p)
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	labels := strings.Split(name, ".")
+	switch {
+	case len(labels) == 1:
+	case len(labels) == 2:
+		h.Namespace = labels[1]
+	case len(labels) == 3 && labels[2] == "svc":
+		h.Namespace = labels[1]
+	case len(labels) > 3 && labels[2] == "svc" && strings.Join(labels[3:], ".") == strings.ToLower(domain):
+		h.Namespace = labels[1]
+	default:
+		return HostName{}, false
+	}
+	h.Service = labels[0]
+	if len(validation.IsDNS1035Label(h.Service)) > 0 {
+		return HostName{}, false
+	}
+	if h.Namespace != "" && len(validation.IsDNS1123Label(h.Namespace)) > 0 {
+		return HostName{}, false
+	}
+	return h, true
+}
+
+// ParseTarget reads an X-Elasti-Target value, "namespace/name".
+func ParseTarget(v string) (namespace, name string, ok bool) {
+	namespace, name, found := strings.Cut(v, "/")
+	if !found || len(validation.IsDNS1123Label(namespace)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return "", "", false
+	}
+	return namespace, name, true
+}

@@ -1,0 +1,237 @@
+package signal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/elasti-dev/elasti/internal/wake"
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+)
+
+// Options configure a Client.
+type Options struct {
+	// ControllerURL is the controller's base URL; wake.Path is appended.
+	ControllerURL string
+	// TokenFile holds the bearer token; a missing file sends no Authorization header.
+	TokenFile string
+	// Timeout bounds each call. Default 2s.
+	Timeout time.Duration
+	// Backoff is the first retry delay, doubled up to MaxBackoff. Defaults 50ms and 5s.
+	Backoff, MaxBackoff time.Duration
+	// Interval is the shortest time between two signals for a target. Default wake.Interval.
+	Interval time.Duration
+	// Signals counts calls by kind and result; nil counts nothing.
+	Signals *prometheus.CounterVec
+	Log     logr.Logger
+}
+
+// Client sends activity signals.
+type Client struct {
+	o      Options
+	url    string
+	http   *http.Client
+	tr     *http.Transport
+	token  tokenFile
+	ctx    context.Context // ends the held loops at shutdown
+	mu     sync.Mutex
+	held   map[types.NamespacedName]bool // a held loop runs for the key
+	active sync.Map                      // types.NamespacedName -> *atomic.Int64, last send in unix nanos
+	down   atomic.Bool                   // the last call failed; logged once per outage
+}
+
+// New returns a Client whose held loops end with ctx.
+func New(ctx context.Context, o Options) *Client {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Backoff == 0 {
+		o.Backoff = 50 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.Interval == 0 {
+		o.Interval = wake.Interval
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	return &Client{
+		o:     o,
+		url:   strings.TrimSuffix(o.ControllerURL, "/") + wake.Path,
+		http:  &http.Client{Transport: tr, Timeout: o.Timeout},
+		tr:    tr,
+		token: tokenFile{path: o.TokenFile},
+		ctx:   ctx,
+		held:  map[types.NamespacedName]bool{},
+	}
+}
+
+// Held wakes the ElastiService now and keeps signalling, once per interval after a success and
+// with backoff after a failure, for as long as stillHeld says requests wait. Calls while a loop
+// runs for the key do nothing.
+func (c *Client) Held(key types.NamespacedName, stillHeld func() bool) {
+	c.mu.Lock()
+	if c.held[key] {
+		c.mu.Unlock()
+		return
+	}
+	c.held[key] = true
+	c.mu.Unlock()
+	go c.holdLoop(key, stillHeld)
+}
+
+func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
+	backoff := c.o.Backoff
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		wait := c.o.Interval
+		if err := c.send(key, true); err != nil {
+			wait, backoff = backoff, min(2*backoff, c.o.MaxBackoff)
+		} else {
+			backoff = c.o.Backoff
+		}
+		timer.Reset(wait)
+		select {
+		case <-c.ctx.Done():
+			c.mu.Lock()
+			delete(c.held, key)
+			c.mu.Unlock()
+			return
+		case <-timer.C:
+		}
+		// Deciding to stop under c.mu orders this against Held: a request held after this
+		// check finds no loop and starts one.
+		c.mu.Lock()
+		if !stillHeld() {
+			delete(c.held, key)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Active tells the controller the ElastiService has traffic, at most once per interval. It
+// returns at once; the call runs in the background.
+func (c *Client) Active(key types.NamespacedName) {
+	v, ok := c.active.Load(key)
+	if !ok {
+		v, _ = c.active.LoadOrStore(key, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	if now-prev < int64(c.o.Interval) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	go func() { _ = c.send(key, false) }()
+}
+
+// Forget drops the per-target state of a deleted ElastiService.
+func (c *Client) Forget(key types.NamespacedName) { c.active.Delete(key) }
+
+func (c *Client) send(key types.NamespacedName, held bool) error {
+	kind := "active"
+	if held {
+		kind = "held"
+	}
+	result, err := c.post(key, held)
+	if c.o.Signals != nil {
+		c.o.Signals.WithLabelValues(kind, result).Inc()
+	}
+	switch {
+	case err == nil:
+		if c.down.CompareAndSwap(true, false) {
+			c.o.Log.Info("controller reachable again")
+		}
+	case result == metrics.ResultUnreachable || result == metrics.ResultNotLeader:
+		if c.down.CompareAndSwap(false, true) {
+			c.o.Log.Error(err, "cannot signal the controller; held requests keep waiting until their hold timeout",
+				"elastiservice", key.String())
+		}
+	default:
+		c.o.Log.Error(err, "controller refused an activity signal", "elastiservice", key.String())
+	}
+	return err
+}
+
+func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
+	body, _ := json.Marshal(wake.Signal{Namespace: key.Namespace, Name: key.Name, Held: held})
+	ctx, cancel := context.WithTimeout(c.ctx, c.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return metrics.ResultUnreachable, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	token, err := c.token.read()
+	if err != nil {
+		return metrics.ResultRejected, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return metrics.ResultUnreachable, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
+	_ = res.Body.Close()
+	switch res.StatusCode {
+	case http.StatusAccepted, http.StatusOK, http.StatusNoContent:
+		return metrics.ResultAccepted, nil
+	case http.StatusServiceUnavailable:
+		// Not the leader (or not ready): a new connection may reach another replica.
+		c.tr.CloseIdleConnections()
+		return metrics.ResultNotLeader, errors.New("controller answered 503: not the leader")
+	}
+	return metrics.ResultRejected, fmt.Errorf("controller answered %s", res.Status)
+}
+
+// tokenFile re-reads a projected token when the kubelet rotates it.
+type tokenFile struct {
+	path  string
+	mu    sync.Mutex
+	mtime time.Time
+	size  int64
+	token string
+}
+
+func (t *tokenFile) read() (string, error) {
+	if t.path == "" {
+		return "", nil
+	}
+	fi, err := os.Stat(t.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if fi.ModTime().Equal(t.mtime) && fi.Size() == t.size && t.token != "" {
+		return t.token, nil
+	}
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	t.token, t.mtime, t.size = strings.TrimSpace(string(b)), fi.ModTime(), fi.Size()
+	return t.token, nil
+}
