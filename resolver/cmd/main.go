@@ -165,7 +165,7 @@ func run() error {
 		Proxy: rp, Targets: reg, Throttler: thr, Waker: waker, Endpoints: ready,
 		Upstream: o.upstream, Domain: o.domain, MaxPending: o.maxPending, HoldTimeout: o.holdTimeout, Metrics: m,
 	})
-	srv := NewServer(o.listen, chain, o.idleTimeout)
+	srv := handler.NewServer(o.listen, chain, o.idleTimeout)
 
 	mgrErr := make(chan error, 1)
 	go func() { mgrErr <- mgr.Start(mgrCtx) }()
@@ -206,22 +206,6 @@ func run() error {
 		err = e
 	}
 	return err
-}
-
-// NewServer is the proxy's HTTP server: HTTP/1.1 and h2c with prior knowledge, no read or
-// write timeout (requests are held and streams are long), and a keep-alive idle timeout longer
-// than the callers', so the resolver never closes a connection a caller is about to reuse.
-func NewServer(addr string, h http.Handler, idle time.Duration) *http.Server {
-	srv := &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: time.Minute,
-		IdleTimeout:       idle,
-		Protocols:         new(http.Protocols),
-	}
-	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
-	return srv
 }
 
 func addHandlers(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache) error {

@@ -37,3 +37,19 @@ func Build(c Config) http.Handler {
 	}
 	return route
 }
+
+// NewServer is the proxy's HTTP server: HTTP/1.1 and h2c with prior knowledge, no read or
+// write timeout (requests are held and streams are long), and a keep-alive idle timeout longer
+// than the callers', so the resolver never closes a connection a caller is about to reuse.
+func NewServer(addr string, h http.Handler, idle time.Duration) *http.Server {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: time.Minute,
+		IdleTimeout:       idle,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv
+}
