@@ -71,8 +71,9 @@ type record struct {
 // RoutesTo reports whether vs has an HTTP destination that points at t, in either mode.
 func RoutesTo(vs *networkingv1.VirtualService, t Target) bool {
 	found := false
-	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
+	_ = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
 		found = found || pointsAtTarget(d, vs.Namespace, t) || rewrittenFor(d, t)
+		return nil
 	})
 	return found
 }
@@ -85,15 +86,13 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		return false, err
 	}
 	changed := false
-	var firstErr error
-	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
-		if firstErr != nil || !pointsAtTarget(d, vs.Namespace, t) {
-			return
+	err = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
+		if !pointsAtTarget(d, vs.Namespace, t) {
+			return nil
 		}
 		key, rec, err := makeRecord(d, t.Key)
 		if err != nil {
-			firstErr = err
-			return
+			return err
 		}
 		recs[key] = rec
 		orig := d.GetDestination()
@@ -119,9 +118,10 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		}
 		maps.Copy(d.Headers.Request.Set, set)
 		changed = true
+		return nil
 	})
-	if firstErr != nil {
-		return false, firstErr
+	if err != nil {
+		return false, err
 	}
 	if changed {
 		if err := writeRecords(vs, recs); err != nil {
@@ -139,25 +139,20 @@ func Restore(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		return false, err
 	}
 	changed := false
-	var firstErr error
-	eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) {
-		if firstErr != nil || !rewrittenFor(d, t) {
-			return
-		}
-		set := d.GetHeaders().GetRequest().GetSet()
-		key := set[v1alpha1.HeaderRestoreKey]
-		if rec, ok := recs[key]; ok && rec.Target == t.Key {
-			if err := applyRecord(d, rec); err != nil {
-				firstErr = err
-				return
-			}
-		} else {
-			rebuild(d, t)
+	err = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
+		if !rewrittenFor(d, t) {
+			return nil
 		}
 		changed = true
+		key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderRestoreKey]
+		if rec, ok := recs[key]; ok && rec.Target == t.Key {
+			return applyRecord(d, rec)
+		}
+		rebuild(d, t)
+		return nil
 	})
-	if firstErr != nil {
-		return false, firstErr
+	if err != nil {
+		return false, err
 	}
 	// Records of this target whose destinations are gone (the user deleted the route) go too.
 	for key, rec := range recs {
@@ -174,7 +169,8 @@ func Restore(vs *networkingv1.VirtualService, t Target) (bool, error) {
 	return changed, nil
 }
 
-func eachDestination(spec *apinetworking.VirtualService, fn func(*apinetworking.HTTPRouteDestination)) {
+// eachDestination calls fn for every HTTP destination until it returns an error.
+func eachDestination(spec *apinetworking.VirtualService, fn func(*apinetworking.HTTPRouteDestination) error) error {
 	for _, r := range spec.GetHttp() {
 		// Delegated routes live in another VirtualService; mirrors are copies, and pointing a
 		// mirror at the resolver would wake the target for traffic nobody waits for.
@@ -182,11 +178,15 @@ func eachDestination(spec *apinetworking.VirtualService, fn func(*apinetworking.
 			continue
 		}
 		for _, d := range r.GetRoute() {
-			if d != nil {
-				fn(d)
+			if d == nil {
+				continue
+			}
+			if err := fn(d); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 func pointsAtTarget(d *apinetworking.HTTPRouteDestination, vsNamespace string, t Target) bool {
