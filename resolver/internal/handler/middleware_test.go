@@ -1,0 +1,281 @@
+package handler
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+	"github.com/elasti-dev/elasti/resolver/internal/proxy"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+func newRegistry() *registry.Registry {
+	r := registry.New("cluster.local", nil)
+	for _, e := range []struct{ ns, name, svc string }{{"shop", "app", "app"}, {"shop", "db", "db"}, {"bank", "db", "db"}} {
+		r.UpsertElastiService(&v1alpha1.ElastiService{
+			ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: e.name},
+			Spec:       v1alpha1.ElastiServiceSpec{Service: e.svc},
+		})
+	}
+	return r
+}
+
+// seen records the request that reached the inner handler.
+type seen struct {
+	req    *Request
+	header http.Header
+}
+
+func (s *seen) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.req, s.header = RequestFrom(r.Context()), r.Header.Clone()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func TestRoute(t *testing.T) {
+	tests := map[string]struct {
+		host       string
+		header     map[string]string
+		wantCode   int
+		wantTarget string
+		wantPort   int32
+		wantSubset string
+		wantBody   string
+	}{
+		"header target": {
+			host: "app.shop", header: map[string]string{"X-Elasti-Target": "shop/app", "X-Elasti-Port": "8080", "X-Elasti-Subset": "v2", "X-Elasti-Restore-Key": "k"},
+			wantCode: 204, wantTarget: "shop/app", wantPort: 8080, wantSubset: "v2",
+		},
+		"header target, port from host": {host: "app.shop:9000", header: map[string]string{"X-Elasti-Target": "shop/app"}, wantCode: 204, wantTarget: "shop/app", wantPort: 9000},
+		"header unknown target":         {host: "x", header: map[string]string{"X-Elasti-Target": "shop/nope"}, wantCode: 404},
+		"header malformed":              {host: "x", header: map[string]string{"X-Elasti-Target": "nope"}, wantCode: 400},
+		"header bad port":               {host: "x", header: map[string]string{"X-Elasti-Target": "shop/app", "X-Elasti-Port": "http"}, wantCode: 400},
+		"host short":                    {host: "app", wantCode: 204, wantTarget: "shop/app", wantPort: 80},
+		"host fqdn with port":           {host: "db.bank.svc.cluster.local:5432", wantCode: 204, wantTarget: "bank/db", wantPort: 5432},
+		"host ambiguous":                {host: "db", wantCode: 421, wantBody: "db.<namespace>"},
+		"host unknown":                  {host: "example.com", wantCode: 404, wantBody: "no ElastiService serves host"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			inner := &seen{}
+			unknown := 0
+			h := &Route{Next: inner, Targets: newRegistry(), Domain: "cluster.local", Unknown: func() { unknown++ }}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Host = tc.host
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			r.Header.Set("X-Other", "kept")
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if got := w.Code; got != tc.wantCode {
+				t.Fatalf("code = %d, want %d (body %q)", got, tc.wantCode, w.Body.String())
+			}
+			if !strings.Contains(w.Body.String(), tc.wantBody) {
+				t.Errorf("body = %q, want it to contain %q", w.Body.String(), tc.wantBody)
+			}
+			if tc.wantTarget == "" {
+				if inner.req != nil || unknown != 1 {
+					t.Errorf("forwarded = %v, unknown count = %d; want not forwarded and counted once", inner.req != nil, unknown)
+				}
+				return
+			}
+			if got := inner.req.Target.Key(); got != tc.wantTarget {
+				t.Errorf("target = %s, want %s", got, tc.wantTarget)
+			}
+			if got := inner.req.Port.Port; got != tc.wantPort {
+				t.Errorf("port = %d, want %d", got, tc.wantPort)
+			}
+			if got := inner.req.Subset; got != tc.wantSubset {
+				t.Errorf("subset = %q, want %q", got, tc.wantSubset)
+			}
+			for k := range inner.header {
+				if strings.HasPrefix(k, "X-Elasti-") {
+					t.Errorf("header %s reached the next handler", k)
+				}
+			}
+			if got := inner.header.Get("X-Other"); got != "kept" {
+				t.Errorf("X-Other = %q, want kept", got)
+			}
+		})
+	}
+}
+
+func TestStripHeaders(t *testing.T) {
+	h := http.Header{"X-Elasti-Target": {"a/b"}, "x-elasti-custom": {"1"}, "X-Elastic": {"keep"}, "Host": {"h"}}
+	StripHeaders(h)
+	if len(h) != 2 || h.Get("X-Elastic") != "keep" {
+		t.Errorf("after StripHeaders: %v, want only X-Elastic and Host", h)
+	}
+}
+
+type gate bool
+
+func (g gate) Ready(types.NamespacedName) bool { return bool(g) }
+
+func withRequest(r *http.Request, t *registry.Target) (*http.Request, *Request) {
+	req := &Request{Target: t, Port: registry.Port{Name: "http", Port: 80}}
+	return r.WithContext(WithRequest(r.Context(), req)), req
+}
+
+func TestProbe(t *testing.T) {
+	target := &registry.Target{Namespace: "shop", Name: "app", Probes: []v1alpha1.ProbeResponse{
+		{Path: "/healthz", Method: "GET", Body: "ok"},
+		{PathPrefix: "/status/", StatusCode: 204, Headers: []v1alpha1.HeaderMatch{{Name: "x-probe"}}},
+		{Path: "/ready", Headers: []v1alpha1.HeaderMatch{{Name: "User-Agent", Value: "kube-probe"}}, ContentType: "application/json", Body: "{}"},
+	}}
+	tests := map[string]struct {
+		ready    bool
+		method   string
+		path     string
+		header   map[string]string
+		wantCode int
+		wantBody string
+		wantCT   string
+	}{
+		"exact path":              {method: "GET", path: "/healthz", wantCode: 200, wantBody: "ok", wantCT: "text/plain; charset=utf-8"},
+		"exact path wrong method": {method: "POST", path: "/healthz", wantCode: 418},
+		"prefix with header":      {method: "GET", path: "/status/x", header: map[string]string{"X-Probe": ""}, wantCode: 204},
+		"prefix without header":   {method: "GET", path: "/status/x", wantCode: 418},
+		"header value":            {method: "GET", path: "/ready", header: map[string]string{"User-Agent": "kube-probe"}, wantCode: 200, wantBody: "{}", wantCT: "application/json"},
+		"header value mismatch":   {method: "GET", path: "/ready", header: map[string]string{"User-Agent": "curl"}, wantCode: 418},
+		"no match":                {method: "GET", path: "/", wantCode: 418},
+		"ready target forwards":   {ready: true, method: "GET", path: "/healthz", wantCode: 418},
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			h := &Probe{Next: next, Gate: gate(tc.ready)}
+			r, req := withRequest(httptest.NewRequest(tc.method, tc.path, nil), target)
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.wantCode || w.Body.String() != tc.wantBody {
+				t.Errorf("got %d %q, want %d %q", w.Code, w.Body.String(), tc.wantCode, tc.wantBody)
+			}
+			if got := w.Header().Get("Content-Type"); tc.wantCT != "" && got != tc.wantCT {
+				t.Errorf("Content-Type = %q, want %q", got, tc.wantCT)
+			}
+			if tc.wantCode != 418 && req.Outcome != metrics.OutcomeProbe {
+				t.Errorf("outcome = %q, want %q", req.Outcome, metrics.OutcomeProbe)
+			}
+		})
+	}
+}
+
+// fakeThrottler answers Wait with a fixed result.
+type fakeThrottler struct {
+	held bool
+	err  error
+	// got records the limits Wait was called with.
+	maxPending int
+	timeout    time.Duration
+}
+
+func (f *fakeThrottler) Wait(_ context.Context, _ types.NamespacedName, maxPending int, timeout time.Duration, onHold func()) (bool, error) {
+	f.maxPending, f.timeout = maxPending, timeout
+	if f.held && onHold != nil {
+		onHold()
+	}
+	return f.held, f.err
+}
+func (f *fakeThrottler) Pending(types.NamespacedName) int { return 0 }
+
+type fakeWaker struct{ held, active int }
+
+func (f *fakeWaker) Held(types.NamespacedName, func() bool) { f.held++ }
+func (f *fakeWaker) Active(types.NamespacedName)            { f.active++ }
+
+func TestHold(t *testing.T) {
+	tests := map[string]struct {
+		thr            fakeThrottler
+		target         registry.Target
+		wantCode       int
+		wantOutcome    string
+		wantRetry      bool
+		wantHeld       int
+		wantActive     int
+		wantMaxPending int
+		wantTimeout    time.Duration
+	}{
+		"ready passes":         {thr: fakeThrottler{}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"held then replayed":   {thr: fakeThrottler{held: true}, wantCode: 204, wantOutcome: metrics.OutcomeReplayed, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"target queue full":    {thr: fakeThrottler{err: throttler.ErrQueueFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
+		"global queue full":    {thr: fakeThrottler{err: throttler.ErrTotalFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
+		"timeout":              {thr: fakeThrottler{held: true, err: throttler.ErrTimeout}, wantCode: 504, wantOutcome: metrics.OutcomeTimeout, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"target deleted":       {thr: fakeThrottler{held: true, err: throttler.ErrGone}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeGone, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"caller left":          {thr: fakeThrottler{held: true, err: context.Canceled}, wantCode: 499, wantOutcome: metrics.OutcomeCancelled, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"spec.queue overrides": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 2, HoldTimeout: time.Second}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 2, wantTimeout: time.Second},
+	}
+	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			waker := &fakeWaker{}
+			thr := tc.thr
+			h := &Hold{Next: next, Throttler: &thr, Waker: waker, MaxPending: 5, HoldTimeout: time.Minute, Metrics: metrics.New()}
+			target := tc.target
+			target.Namespace, target.Name = "shop", "app"
+			r, req := withRequest(httptest.NewRequest("GET", "/", nil), &target)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.wantCode || req.Outcome != tc.wantOutcome {
+				t.Errorf("got %d %s, want %d %s", w.Code, req.Outcome, tc.wantCode, tc.wantOutcome)
+			}
+			if got := w.Header().Get("Retry-After") != ""; got != tc.wantRetry {
+				t.Errorf("Retry-After present = %v, want %v", got, tc.wantRetry)
+			}
+			if waker.held != tc.wantHeld || waker.active != tc.wantActive {
+				t.Errorf("held/active signals = %d/%d, want %d/%d", waker.held, waker.active, tc.wantHeld, tc.wantActive)
+			}
+			if thr.maxPending != tc.wantMaxPending || thr.timeout != tc.wantTimeout {
+				t.Errorf("limits = %d, %v; want %d, %v", thr.maxPending, thr.timeout, tc.wantMaxPending, tc.wantTimeout)
+			}
+		})
+	}
+}
+
+type endpoints string
+
+func (e endpoints) Pick(types.NamespacedName, string) (string, bool) { return string(e), e != "" }
+
+func TestForward(t *testing.T) {
+	tests := map[string]struct {
+		mode      string
+		endpoints endpoints
+		wantCode  int
+		want      proxy.Upstream
+	}{
+		"service": {mode: UpstreamService, wantCode: 204, want: proxy.Upstream{
+			Addr: "app-elasti-private.shop.svc.cluster.local:80", Host: "app-elasti-private.shop.svc.cluster.local:80", Subset: "v1"}},
+		"pods":            {mode: UpstreamPods, endpoints: "10.0.0.1:8080", wantCode: 204, want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
+		"pods none ready": {mode: UpstreamPods, wantCode: 503},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got proxy.Upstream
+			next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got = *proxy.UpstreamFrom(r.Context())
+				w.WriteHeader(http.StatusNoContent)
+			})
+			h := &Forward{Next: next, Mode: tc.mode, Domain: "cluster.local", Endpoints: tc.endpoints}
+			target := &registry.Target{Namespace: "shop", Name: "app", Backend: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
+			r, req := withRequest(httptest.NewRequest("GET", "/", nil), target)
+			req.Subset = "v1"
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.wantCode || got != tc.want {
+				t.Errorf("got %d %+v, want %d %+v", w.Code, got, tc.wantCode, tc.want)
+			}
+		})
+	}
+}
