@@ -10,20 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -36,17 +30,9 @@ import (
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 	"github.com/elasti-dev/elasti/resolver/internal/signal"
+	"github.com/elasti-dev/elasti/resolver/internal/sources"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
-
-// +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-
-// componentPrivateService is the elasti.dev/component value the controller puts on private
-// Services; the EndpointSlice controller copies it to their slices, so the caches hold only
-// elasti's objects.
-const componentPrivateService = "private-service"
 
 type options struct {
 	listen, metricsAddr, probeAddr string
@@ -97,17 +83,7 @@ func run() error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	private := labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: componentPrivateService})
-	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Service{}:            {Label: private},
-		&discoveryv1.EndpointSlice{}: {Label: private},
-	}}
-	if o.watchNS != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(o.watchNS, ",") {
-			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
-		}
-	}
+	cacheOpts := sources.CacheOptions(o.watchNS)
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -136,7 +112,7 @@ func run() error {
 		ControllerURL: o.controllerURL, TokenFile: o.tokenFile, Signals: m.WakeSignals, Log: log.WithName("signal"),
 	})
 	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m})
-	if err := addHandlers(mgrCtx, mgr.GetCache(), reg, ready); err != nil {
+	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready); err != nil {
 		return err
 	}
 
@@ -205,29 +181,6 @@ func run() error {
 	if e := <-mgrErr; e != nil && err == nil {
 		err = e
 	}
-	return err
-}
-
-func addHandlers(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache) error {
-	es, err := c.GetInformer(ctx, &v1alpha1.ElastiService{})
-	if err != nil {
-		return fmt.Errorf("ElastiService informer: %w", err)
-	}
-	if _, err := es.AddEventHandler(reg.ElastiServiceHandler()); err != nil {
-		return err
-	}
-	svc, err := c.GetInformer(ctx, &corev1.Service{})
-	if err != nil {
-		return fmt.Errorf("Service informer: %w", err)
-	}
-	if _, err := svc.AddEventHandler(reg.ServiceHandler()); err != nil {
-		return err
-	}
-	eps, err := c.GetInformer(ctx, &discoveryv1.EndpointSlice{})
-	if err != nil {
-		return fmt.Errorf("EndpointSlice informer: %w", err)
-	}
-	_, err = eps.AddEventHandler(ready.Handler())
 	return err
 }
 

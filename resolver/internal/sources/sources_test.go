@@ -1,0 +1,165 @@
+//go:build envtest
+
+package sources_test
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/sources"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+func newNamespace(ctx context.Context) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "resolver-"}}
+	Expect(k8s.Create(ctx, ns)).To(Succeed())
+	return ns.Name
+}
+
+func newElastiService(ns, name, service string) *v1alpha1.ElastiService {
+	return &v1alpha1.ElastiService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ElastiServiceSpec{
+			Service:        service,
+			ScaleTargetRef: v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: service},
+			Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
+				Metadata: v1alpha1.TriggerMetadata{ServerAddress: "http://prometheus.monitoring:9090"}}},
+			Queue: &v1alpha1.QueueSettings{MaxPending: ptr.To[int32](5)},
+		},
+	}
+}
+
+// privateService is what the controller creates; labelled says whether it carries elasti's
+// component label, which the resolver's cache selects on.
+func privateService(ns, service string, labelled bool, ports ...int32) *corev1.Service {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names.PrivateService(service)},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": service}},
+	}
+	if labelled {
+		svc.Labels = map[string]string{v1alpha1.LabelComponent: sources.ComponentPrivateService}
+	}
+	for i, p := range ports {
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name: []string{"http", "grpc", "admin"}[i], Port: p, TargetPort: intstr.FromInt32(p + 1000),
+		})
+	}
+	return svc
+}
+
+// slice is an EndpointSlice as the EndpointSlice controller writes it for a private Service.
+func slice(ns, service string, ready bool) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: names.PrivateService(service) + "-abcde", Labels: map[string]string{
+			discoveryv1.LabelServiceName: names.PrivateService(service),
+			v1alpha1.LabelComponent:      sources.ComponentPrivateService,
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](9080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{"10.1.2.3"},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)},
+		}},
+	}
+}
+
+var _ = Describe("registry from ElastiServices and private Services", func() {
+	It("finds targets by key and host, with the private Service's ports", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		Expect(k8s.Create(ctx, newElastiService(ns, "web-es", "web"))).To(Succeed())
+		Eventually(func() bool { _, ok := reg.ByKey(ns, "web-es"); return ok }).Should(BeTrue())
+
+		t, port, err := reg.ByHost("web." + ns + ".svc.cluster.local:8080")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(t.Key()).To(Equal(ns + "/web-es"))
+		Expect(port).To(Equal(int32(8080)))
+		Expect(t.MaxPending).To(Equal(5))
+
+		// An unlabelled Service is not in the cache; the labelled one gives the ports.
+		Expect(k8s.Create(ctx, privateService(ns, "other", false, 1))).To(Succeed())
+		Expect(k8s.Create(ctx, privateService(ns, "web", true, 80, 9090))).To(Succeed())
+		Eventually(func() []registry.Port {
+			t, _ := reg.ByKey(ns, "web-es")
+			return t.Ports
+		}).Should(Equal([]registry.Port{{Name: "http", Port: 80}, {Name: "grpc", Port: 9090}}))
+	})
+
+	It("says a bare Service name in two namespaces is ambiguous", func(ctx SpecContext) {
+		a, b := newNamespace(ctx), newNamespace(ctx)
+		Expect(k8s.Create(ctx, newElastiService(a, "dup", "twin"))).To(Succeed())
+		Eventually(func() error { _, _, err := reg.ByHost("twin"); return err }).Should(Succeed())
+		Expect(k8s.Create(ctx, newElastiService(b, "dup", "twin"))).To(Succeed())
+		Eventually(func() error { _, _, err := reg.ByHost("twin"); return err }).Should(MatchError(registry.ErrAmbiguous))
+		t, _, err := reg.ByHost("twin." + b)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(t.Namespace).To(Equal(b))
+	})
+})
+
+var _ = Describe("readiness from EndpointSlices", func() {
+	It("opens the gate for held requests when a slice turns ready, and re-arms it", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		backend := types.NamespacedName{Namespace: ns, Name: names.PrivateService("api")}
+		s := slice(ns, "api", false)
+		Expect(k8s.Create(ctx, s)).To(Succeed())
+		// The not-ready slice arrives; nothing is ready.
+		Eventually(func() bool { _, ok := ready.Pick(backend, "http"); return ok }).Should(BeFalse())
+		Consistently(func() bool { return ready.Ready(backend) }, "200ms").Should(BeFalse())
+
+		held := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
+			done <- err
+		}()
+		Eventually(held).Should(BeClosed())
+
+		s.Endpoints[0].Conditions.Ready = ptr.To(true)
+		Expect(k8s.Update(ctx, s)).To(Succeed())
+		Eventually(done).Should(Receive(BeNil()))
+		addr, ok := ready.Pick(backend, "http")
+		Expect(ok).To(BeTrue())
+		Expect(addr).To(Equal("10.1.2.3:9080"))
+
+		s.Endpoints[0].Conditions.Ready = ptr.To(false)
+		Expect(k8s.Update(ctx, s)).To(Succeed())
+		Eventually(func() bool { return thr.Ready(backend) }).Should(BeFalse())
+
+		Expect(k8s.Delete(ctx, s)).To(Succeed())
+		Eventually(func() bool { return ready.Ready(backend) }).Should(BeFalse())
+	})
+
+	It("releases held requests when their ElastiService is deleted", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		es := newElastiService(ns, "gone-es", "gone")
+		Expect(k8s.Create(ctx, es)).To(Succeed())
+		Eventually(func() bool { _, ok := reg.ByKey(ns, "gone-es"); return ok }).Should(BeTrue())
+		backend := types.NamespacedName{Namespace: ns, Name: names.PrivateService("gone")}
+		held := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
+			done <- err
+		}()
+		Eventually(held).Should(BeClosed())
+		Expect(k8s.Delete(ctx, es)).To(Succeed())
+		var err error
+		Eventually(done).Should(Receive(&err))
+		Expect(errors.Is(err, throttler.ErrGone)).To(BeTrue())
+		_, ok := reg.ByKey(ns, "gone-es")
+		Expect(ok).To(BeFalse())
+	})
+})

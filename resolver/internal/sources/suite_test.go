@@ -1,0 +1,80 @@
+//go:build envtest
+
+package sources_test
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/resolver/internal/readiness"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/sources"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+var (
+	env    *envtest.Environment
+	k8s    client.Client
+	reg    *registry.Registry
+	ready  *readiness.Cache
+	thr    *throttler.Throttler
+	cancel context.CancelFunc
+)
+
+func TestSources(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Resolver registry and readiness from the API server (envtest)")
+}
+
+// forgetThrottler releases a deleted target's waiters, as the resolver's main does.
+type forgetThrottler struct{}
+
+func (forgetThrottler) Forget(t *registry.Target) { thr.Forget(t.Backend) }
+
+var _ = BeforeSuite(func() {
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	e, restCfg, err := testenv.Start()
+	env = e
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                 scheme,
+		Cache:                  sources.CacheOptions(""),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ready = readiness.New()
+	thr = throttler.New(ready, 1000)
+	ready.SetListener(thr)
+	reg = registry.New("cluster.local", forgetThrottler{})
+	var ctx context.Context
+	ctx, cancel = context.WithCancel(context.Background())
+	Expect(sources.Register(ctx, mgr.GetCache(), reg, ready)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	Expect(mgr.GetCache().WaitForCacheSync(ctx)).To(BeTrue())
+	DeferCleanup(func() { cancel() })
+})
