@@ -44,6 +44,10 @@ type Options struct {
 	DialRetries int
 	// DialBackoff is the first delay between dial attempts, doubled each time. Default 10ms.
 	DialBackoff time.Duration
+	// MaxConnsPerHost bounds the connections to one upstream address; 0 means no bound. A
+	// bound queues a wake-up burst in the resolver instead of opening a connection per held
+	// request at once.
+	MaxConnsPerHost int
 	// OnError runs when a request got no response, before the 502 is written.
 	OnError func(r *http.Request, err error)
 	Log     logr.Logger
@@ -59,7 +63,7 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 	return &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    NewTransport(o.DialRetries, o.DialBackoff),
+		Transport:    NewTransport(o.DialRetries, o.DialBackoff, o.MaxConnsPerHost),
 		BufferPool:   bufferPool{},
 		ErrorHandler: errorHandler(o),
 		// Streaming responses (no Content-Length, SSE) are flushed at once by ReverseProxy;
@@ -122,12 +126,13 @@ type Transport struct {
 }
 
 // NewTransport returns a Transport whose dials retry a refused connection.
-func NewTransport(retries int, backoff time.Duration) *Transport {
+func NewTransport(retries int, backoff time.Duration, maxConnsPerHost int) *Transport {
 	dial := retryDial(&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}, retries, backoff)
 	h1 := &http.Transport{
 		DialContext:           dial,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
+		MaxConnsPerHost:       maxConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
