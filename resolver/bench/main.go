@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,7 @@ type options struct {
 	dur          time.Duration
 	burst, wakes int
 	maxConns     int
+	cpuProfile   string
 }
 
 func run() error {
@@ -62,6 +64,7 @@ func run() error {
 	flag.IntVar(&o.burst, "burst", 10000, "requests held at zero in the burst")
 	flag.IntVar(&o.wakes, "wakes", 300, "wake-ups measured for the wake path")
 	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 1024, "the resolver's --max-conns-per-upstream")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the resolver's CPU profile during the warm pass-through here")
 	flag.Parse()
 	raiseNoFile()
 
@@ -180,6 +183,14 @@ func warm(r *resolver, loadgen, backend string, o options) error {
 		{&direct, args("http://"+backend+"/", "warm")},
 		{&via, args("http://"+r.addr+"/", "warm."+ns)},
 	} {
+		if run.out == &via && o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err != nil {
+				return err
+			}
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		}
 		if err := runJSON(loadgen, run.args, run.out); err != nil {
 			return err
 		}

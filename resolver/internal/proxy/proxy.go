@@ -66,9 +66,9 @@ func New(o Options) *httputil.ReverseProxy {
 		Transport:    NewTransport(o.DialRetries, o.DialBackoff, o.MaxConnsPerHost),
 		BufferPool:   bufferPool{},
 		ErrorHandler: errorHandler(o),
-		// Streaming responses (no Content-Length, SSE) are flushed at once by ReverseProxy;
-		// others are flushed at least this often.
-		FlushInterval: 100 * time.Millisecond,
+		// ReverseProxy flushes streaming responses (no Content-Length, which includes gRPC, and
+		// SSE) after every write; a response of known length needs no timer per request.
+		FlushInterval: 0,
 		ErrorLog:      nil,
 	}
 }

@@ -53,13 +53,27 @@ func ParseHost(host, domain string) (h HostName, ok bool) {
 		return HostName{}, false
 	}
 	h.Service = labels[0]
-	if len(validation.IsDNS1035Label(h.Service)) > 0 {
-		return HostName{}, false
+	if !isLabel(h.Service) || h.Service[0] < 'a' || h.Service[0] > 'z' {
+		return HostName{}, false // a Service name starts with a letter
 	}
-	if h.Namespace != "" && len(validation.IsDNS1123Label(h.Namespace)) > 0 {
+	if h.Namespace != "" && !isLabel(h.Namespace) {
 		return HostName{}, false
 	}
 	return h, true
+}
+
+// isLabel reports whether s is a lower-case DNS label (RFC 1123). It is on every request's
+// path, so it does not use a regular expression.
+func isLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseTarget reads an X-Elasti-Target value, "namespace/name".
