@@ -3,6 +3,7 @@ package handler
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -37,7 +38,7 @@ var _ http.Handler = (*Forward)(nil)
 func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
 	t := req.Target
-	u := &proxy.Upstream{}
+	u := &proxy.Upstream{H2C: wantsH2C(r, req.Port.Name)}
 	if h.Mode == UpstreamPods {
 		addr, ok := h.Endpoints.Pick(t.Backend, req.Port.Name)
 		if !ok {
@@ -52,4 +53,22 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		u.Addr, u.Host, u.Subset = host, host, req.Subset
 	}
 	h.Next.ServeHTTP(w, r.WithContext(proxy.WithUpstream(r.Context(), u)))
+}
+
+// wantsH2C says whether to reach the target over h2c: for an HTTP/2 caller that speaks gRPC or
+// whose Service port is named for HTTP/2. Other HTTP/2 callers are replayed over HTTP/1.1,
+// which every HTTP server speaks.
+func wantsH2C(r *http.Request, portName string) bool {
+	if r.ProtoMajor != 2 {
+		return false
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return true
+	}
+	for _, p := range []string{"grpc", "http2", "h2c"} {
+		if portName == p || strings.HasPrefix(portName, p+"-") {
+			return true
+		}
+	}
+	return false
 }

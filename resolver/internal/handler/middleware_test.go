@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
@@ -277,5 +279,48 @@ func TestForward(t *testing.T) {
 				t.Errorf("got %d %+v, want %d %+v", w.Code, got, tc.wantCode, tc.want)
 			}
 		})
+	}
+}
+
+func TestWantsH2C(t *testing.T) {
+	tests := map[string]struct {
+		major    int
+		ct, port string
+		want     bool
+	}{
+		"http/1.1 grpc content type": {major: 1, ct: "application/grpc", want: false},
+		"http/2 grpc":                {major: 2, ct: "application/grpc+proto", want: true},
+		"http/2 grpc port name":      {major: 2, port: "grpc-api", want: true},
+		"http/2 h2c port name":       {major: 2, port: "h2c", want: true},
+		"http/2 plain":               {major: 2, ct: "text/html", port: "http", want: false},
+		"http/2 port named grpcish":  {major: 2, port: "grpcx", want: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/", nil)
+			r.ProtoMajor = tc.major
+			r.Header.Set("Content-Type", tc.ct)
+			if got := wantsH2C(r, tc.port); got != tc.want {
+				t.Errorf("wantsH2C = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecordCountsByClassAndOutcome(t *testing.T) {
+	m := metrics.New()
+	target := &registry.Target{Namespace: "shop", Name: "app"}
+	for _, code := range []int{200, 204, 503} {
+		h := &Record{Metrics: m, Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			RequestFrom(r.Context()).Outcome = metrics.OutcomePassed
+			w.WriteHeader(code)
+		})}
+		r, _ := withRequest(httptest.NewRequest("GET", "/", nil), target)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for class, want := range map[string]float64{"2xx": 2, "5xx": 1} {
+		if got := testutil.ToFloat64(m.Responses.WithLabelValues("shop", "app", class, metrics.OutcomePassed)); got != want {
+			t.Errorf("responses %s = %v, want %v", class, got, want)
+		}
 	}
 }

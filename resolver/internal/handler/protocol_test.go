@@ -45,6 +45,7 @@ type harness struct {
 	waker   *countWaker
 	key     types.NamespacedName
 	client  *http.Client
+	srv     *http.Server
 }
 
 type countWaker struct{ held, active atomic.Int32 }
@@ -73,9 +74,9 @@ func newHarness(t *testing.T, backend string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer("", chain, time.Minute)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	h.srv = NewServer("", chain, time.Minute)
+	go func() { _ = h.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = h.srv.Close() })
 	h.addr = ln.Addr().String()
 	// Every request names the Service in its Host and is dialled to the resolver, as kube-proxy
 	// would send it.
@@ -430,5 +431,86 @@ func TestLargeUploadIsStreamed(t *testing.T) {
 	// allocate at least its size.
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/4 {
 		t.Errorf("allocated %d MiB while streaming a %d MiB upload; the body was buffered", alloc>>20, size>>20)
+	}
+}
+
+// An HTTP/2 caller that does not speak gRPC reaches an HTTP/1.1-only target.
+func TestHTTP2CallerToHTTP1Target(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	}), ReadHeaderTimeout: time.Minute, Protocols: new(http.Protocols)}
+	h1.Protocols.SetHTTP1(true)
+	go func() { _ = h1.Serve(ln) }()
+	t.Cleanup(func() { _ = h1.Close() })
+	h := newHarness(t, ln.Addr().String())
+	h.setReady(true)
+	tr := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, h.addr)
+	}}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	res, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get("http://app.shop/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.Proto != "HTTP/2.0" || res.StatusCode != 200 || string(b) != "HTTP/1.1" {
+		t.Errorf("got %s %d %q, want HTTP/2.0 200 from a target that saw HTTP/1.1", res.Proto, res.StatusCode, b)
+	}
+}
+
+// On shutdown the listener stops, but a request held at that moment is still replayed.
+func TestShutdownReplaysHeldRequests(t *testing.T) {
+	var hits atomic.Int32
+	backend := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	h := newHarness(t, backend)
+	done := make(chan string, 1)
+	go func() {
+		res, err := h.client.Get("http://app.shop/")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		done <- fmt.Sprintf("%d %s", res.StatusCode, b)
+	}()
+	h.waitPending(t, 1)
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.srv.Shutdown(context.Background()) }()
+	// New connections are refused once Shutdown has closed the listener.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", h.addr)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener still accepts after Shutdown")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("Shutdown returned (%v) while a request was held", err)
+	default:
+	}
+	h.setReady(true)
+	if got := <-done; got != "200 ok" {
+		t.Errorf("held request across shutdown = %q, want 200 ok", got)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if got := hits.Load(); got != 1 {
+		t.Errorf("backend hits = %d, want 1", got)
 	}
 }

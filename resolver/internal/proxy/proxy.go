@@ -23,6 +23,8 @@ type Upstream struct {
 	Host string
 	// Subset is re-sent as X-Elasti-Subset for the private VirtualService.
 	Subset string
+	// H2C sends the request over HTTP/2 with prior knowledge instead of HTTP/1.1.
+	H2C bool
 }
 
 type upstreamKey struct{}
@@ -119,8 +121,9 @@ func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 	}
 }
 
-// Transport sends HTTP/2 requests over h2c and everything else over HTTP/1.1, so gRPC keeps
-// its streams and trailers and WebSocket upgrades keep working.
+// Transport sends requests whose Upstream says H2C over HTTP/2 with prior knowledge and
+// everything else over HTTP/1.1, so gRPC keeps its streams and trailers and WebSocket upgrades
+// keep working.
 type Transport struct {
 	H1, H2C *http.Transport
 }
@@ -147,7 +150,7 @@ func NewTransport(retries int, backoff time.Duration, maxConnsPerHost int) *Tran
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.ProtoMajor == 2 {
+	if u := UpstreamFrom(r.Context()); u != nil && u.H2C {
 		return t.H2C.RoundTrip(r)
 	}
 	return t.H1.RoundTrip(r)
