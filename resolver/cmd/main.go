@@ -76,6 +76,7 @@ func run() error {
 		return fmt.Errorf("--upstream must be service or pods, not %q", o.upstream)
 	}
 	raiseNoFile()
+	sig := ctrl.SetupSignalHandler()
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -144,27 +145,36 @@ func run() error {
 	})
 	srv := handler.NewServer(o.listen, chain, o.idleTimeout)
 
-	mgrErr := make(chan error, 1)
-	go func() { mgrErr <- mgr.Start(mgrCtx) }()
-	go func() {
-		if mgr.GetCache().WaitForCacheSync(mgrCtx) {
-			synced.Store(true)
-			log.Info("caches synced", "elastiservices", reg.Len())
-		}
-	}()
+	var mgrErr error
+	mgrDone := make(chan struct{})
+	go func() { mgrErr = mgr.Start(mgrCtx); close(mgrDone) }()
+	// Listen now so callers queue in the backlog, but serve only once the caches have synced:
+	// before that every host would look unknown and get 404.
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", o.listen, err)
 	}
+	syncCtx, syncDone := context.WithCancel(mgrCtx)
+	defer context.AfterFunc(sig, syncDone)()
+	go func() { <-mgrDone; syncDone() }()
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		_ = ln.Close()
+		select {
+		case <-mgrDone:
+			return fmt.Errorf("manager stopped before its caches synced: %w", mgrErr)
+		default:
+			return errors.New("stopped before the caches synced")
+		}
+	}
+	synced.Store(true)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	log.Info("resolver started", "version", version.Version, "listen", o.listen, "upstream", o.upstream)
+	log.Info("resolver serving", "version", version.Version, "listen", o.listen, "upstream", o.upstream, "elastiservices", reg.Len())
 
-	sig := ctrl.SetupSignalHandler()
 	select {
 	case <-sig.Done():
-	case err := <-mgrErr:
-		return fmt.Errorf("manager stopped: %w", err)
+	case <-mgrDone:
+		return fmt.Errorf("manager stopped: %w", mgrErr)
 	case err := <-srvErr:
 		return fmt.Errorf("proxy listener stopped: %w", err)
 	}
@@ -179,8 +189,9 @@ func run() error {
 	err = srv.Shutdown(ctx)
 	log.Info("proxy stopped", "held", thr.Total(), "error", err)
 	stopMgr()
-	if e := <-mgrErr; e != nil && err == nil {
-		err = e
+	<-mgrDone
+	if err == nil {
+		err = mgrErr
 	}
 	return err
 }
