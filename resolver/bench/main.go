@@ -75,7 +75,7 @@ func run() error {
 	defer func() { _ = os.RemoveAll(tmp) }()
 	loadgen := filepath.Join(tmp, "loadgen")
 	if out, err := exec.Command("go", "build", "-o", loadgen, "./test/bench/loadgen").CombinedOutput(); err != nil {
-		return fmt.Errorf("building loadgen (run from the repository root): %v\n%s", err, out)
+		return fmt.Errorf("building loadgen (run from the repository root): %w\n%s", err, out)
 	}
 	backend, stop, err := startBackend(loadgen)
 	if err != nil {
@@ -213,9 +213,11 @@ type stats struct{ Total, Distinct, Duplicates int }
 
 func burst(r *resolver, loadgen, backend string, o options) error {
 	key := r.addTarget("burst")
-	if _, err := http.Get("http://" + backend + "/reset"); err != nil {
+	reset, err := http.Get("http://" + backend + "/reset")
+	if err != nil {
 		return err
 	}
+	_ = reset.Body.Close()
 	before := memory()
 	cmd := exec.Command(loadgen, "-mode=burst", "-url=http://"+r.addr+"/", "-host=burst."+ns, "-n="+strconv.Itoa(o.burst))
 	out := &strings.Builder{}

@@ -26,7 +26,7 @@ type Config struct {
 
 // Build returns the request path, built innermost first.
 func Build(c Config) http.Handler {
-	var h http.Handler = c.Proxy
+	h := c.Proxy
 	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints}
 	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, MaxPending: c.MaxPending, HoldTimeout: c.HoldTimeout, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}

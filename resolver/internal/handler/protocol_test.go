@@ -305,7 +305,10 @@ func TestWebSocketEcho(t *testing.T) {
 	defer cancel()
 	dialed := make(chan *websocket.Conn, 1)
 	go func() {
-		c, _, err := websocket.Dial(ctx, "ws://app.shop/socket", &websocket.DialOptions{HTTPClient: h.client})
+		c, res, err := websocket.Dial(ctx, "ws://app.shop/socket", &websocket.DialOptions{HTTPClient: h.client})
+		if res != nil && res.Body != nil {
+			_ = res.Body.Close()
+		}
 		if err != nil {
 			t.Errorf("dial through the resolver: %v", err)
 		}
