@@ -12,6 +12,8 @@ export PATH := $(TOOLBIN):$(PATH)
 GO ?= go
 GOFLAGS_BUILD := -trimpath
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_REPO ?= docker.io/elasti
+IMAGE_TAG ?= dev
 LDFLAGS := -s -w -X github.com/elasti-dev/elasti/internal/version.Version=$(VERSION)
 
 ## Pinned tool versions. Bump with care: the module proxy does not serve every version (see docs/operations.md).
@@ -29,7 +31,9 @@ KUSTOMIZE := $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
 ENVTEST_ASSETS := $(CACHE)/envtest/$(K8S_VERSION)
 # Packages with envtest suites: the ones whose tests carry the envtest build tag.
 ENVTEST_PKGS = $(sort $(foreach f,$(shell grep -rl --include='*_test.go' '^//go:build envtest' controller resolver internal test 2>/dev/null),./$(dir $(f))))
-K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+K8S_IMAGE_REPO ?= docker.io/elasti
+IMAGE_TAG ?= dev
+LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(K8S_MINOR) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) -X k8s.io/client-go/pkg/version.gitMajor=1 \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
@@ -80,6 +84,17 @@ build: ## Build both binaries into bin/.
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/elasti-controller ./controller/cmd
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/elasti-resolver ./resolver/cmd
 
+.PHONY: images
+images: build ## Build OCI image tarballs of both binaries and the test images into dist/images (no Docker engine).
+	mkdir -p dist/images bin
+	cd test/tools/mkimage && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/bin/mkimage .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/sampleapp ./test/images/sampleapp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/pause ./test/images/pause
+	bin/mkimage -o dist/images/elasti-controller.tar -t $(IMAGE_REPO)/elasti-controller:$(IMAGE_TAG) -entrypoint /elasti-controller bin/elasti-controller=/elasti-controller
+	bin/mkimage -o dist/images/elasti-resolver.tar -t $(IMAGE_REPO)/elasti-resolver:$(IMAGE_TAG) -entrypoint /elasti-resolver bin/elasti-resolver=/elasti-resolver
+	bin/mkimage -o dist/images/sampleapp.tar -t $(IMAGE_REPO)/sampleapp:$(IMAGE_TAG) -entrypoint /sampleapp bin/sampleapp=/sampleapp
+	bin/mkimage -o dist/images/pause.tar -t registry.k8s.io/pause:3.10 -user 0:0 -entrypoint /pause bin/pause=/pause
+
 ##@ Test
 
 .PHONY: test
@@ -119,6 +134,46 @@ bench-resolver: ## Resolver: warm pass-through vs direct, 10,000 held at zero, w
 bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on envtest; idle reconciles per minute.
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -tags bench -count=1 -timeout 20m -v -run TestControllerConvergence \
 		./controller/internal/reconciler/ | grep -E 'converge_bench_test.go|^(ok|FAIL|---)'
+
+##@ Local cluster
+
+CLUSTER_BIN := $(CACHE)/cluster/bin
+COREDNS_VERSION ?= v1.15.0
+CLUSTER_TOOLS := $(addprefix $(CLUSTER_BIN)/,kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns pilot-discovery)
+ELASTI_CLUSTER := $(CACHE)/bin/elasti-cluster
+ISTIO_CRDS = $(shell $(GO) list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml
+CLUSTER = $(ELASTI_CLUSTER) -dir $(CACHE)/cluster -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
+
+.PHONY: cluster-tools
+cluster-tools: $(CLUSTER_TOOLS) $(ELASTI_CLUSTER) ## Build every pinned binary of the local cluster (cached).
+
+$(CLUSTER_BIN)/kube-apiserver $(CLUSTER_BIN)/etcd: $(CLUSTER_BIN)/%: $(ENVTEST_ASSETS)/%
+	mkdir -p $(@D) && cp $< $@
+
+$(addprefix $(CLUSTER_BIN)/,kube-controller-manager kube-scheduler kubelet kube-proxy kubectl):
+	mkdir -p $(@D)
+	cd test/tools/k8s && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $@.tmp k8s.io/kubernetes/cmd/$(@F)
+	mv $@.tmp $@
+
+$(CLUSTER_BIN)/coredns:
+	GOBIN=$(@D) CGO_ENABLED=0 $(GO) install -trimpath -ldflags '-s -w' github.com/coredns/coredns@$(COREDNS_VERSION)
+
+$(CLUSTER_BIN)/pilot-discovery:
+	mkdir -p $(@D)
+	cd test/tools/istio && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp istio.io/istio/pilot/cmd/pilot-discovery
+	mv $@.tmp $@
+
+.PHONY: $(ELASTI_CLUSTER)
+$(ELASTI_CLUSTER):
+	CGO_ENABLED=0 $(GO) build -o $@ ./test/localcluster/cmd/elasti-cluster
+
+.PHONY: cluster-up
+cluster-up: cluster-tools images ## Start the local cluster in its own network namespace (needs root).
+	$(CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: $(ELASTI_CLUSTER) ## Stop the local cluster and remove its namespace.
+	$(CLUSTER) down
 
 ##@ Tools
 
