@@ -180,8 +180,11 @@ func run() error {
 	}
 
 	// Fail readiness first and keep serving while endpoints and sidecars drop this pod, then
-	// stop accepting; Shutdown waits for held requests to be replayed or to time out.
+	// stop accepting; Shutdown waits for held requests to be replayed or to time out. Until
+	// then each response closes its connection, so keep-alive callers reconnect to another
+	// replica instead of racing the close of an idle connection here.
 	draining.Store(true)
+	srv.SetKeepAlivesEnabled(false)
 	log.Info("draining", "delay", o.shutdownDelay, "held", thr.Total())
 	time.Sleep(o.shutdownDelay)
 	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
