@@ -31,9 +31,7 @@ KUSTOMIZE := $(TOOLBIN)/kustomize-$(KUSTOMIZE_VERSION)
 ENVTEST_ASSETS := $(CACHE)/envtest/$(K8S_VERSION)
 # Packages with envtest suites: the ones whose tests carry the envtest build tag.
 ENVTEST_PKGS = $(sort $(foreach f,$(shell grep -rl --include='*_test.go' '^//go:build envtest' controller resolver internal test 2>/dev/null),./$(dir $(f))))
-K8S_IMAGE_REPO ?= docker.io/elasti
-IMAGE_TAG ?= dev
-LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(K8S_MINOR) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) -X k8s.io/client-go/pkg/version.gitMajor=1 \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
