@@ -154,7 +154,7 @@ func Up(ctx context.Context, o Options) error {
 		"--leader-elect=false", "--use-service-account-credentials=true", "--service-account-private-key-file="+p+"/sa.key",
 		"--root-ca-file="+p+"/ca.crt", "--cluster-signing-cert-file="+p+"/ca.crt", "--cluster-signing-key-file="+p+"/ca.key",
 		"--allocate-node-cidrs=true", "--cluster-cidr=10.244.0.0/16", "--node-cidr-mask-size=24",
-		"--service-cluster-ip-range="+ServiceCIDR, "--controllers=*,-cloud-node-lifecycle"); err != nil {
+		"--service-cluster-ip-range="+ServiceCIDR, "--controllers=*"); err != nil {
 		return err
 	}
 	if err := o.start(ctx, "kube-scheduler", o.bin("kube-scheduler"), "--kubeconfig="+kc,

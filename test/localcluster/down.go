@@ -43,11 +43,19 @@ func Down(o Options) error {
 	if _, err := os.Stat(o.NetnsPath()); err == nil {
 		errs = append(errs, run("ip", "netns", "del", o.Netns))
 	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// The next Up starts from an empty cluster.
+	if err := os.RemoveAll(o.run()); err != nil {
+		return err
+	}
 	o.logf("cluster down")
-	return errors.Join(errs...)
+	return nil
 }
 
-// stop sends SIGTERM to a recorded PID, and SIGKILL after five seconds.
+// stop sends SIGTERM to a recorded PID, and SIGKILL after two seconds: nothing in a
+// throwaway cluster needs a longer grace.
 func (o Options) stop(name string) error {
 	path := filepath.Join(o.pids(), name+".pid")
 	raw, err := os.ReadFile(path)
@@ -59,7 +67,7 @@ func (o Options) stop(name string) error {
 		return os.Remove(path)
 	}
 	if syscall.Kill(pid, syscall.SIGTERM) == nil {
-		for i := 0; i < 50 && syscall.Kill(pid, 0) == nil; i++ {
+		for i := 0; i < 20 && syscall.Kill(pid, 0) == nil; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
