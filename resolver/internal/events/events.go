@@ -1,5 +1,3 @@
-// Package events adapts typed upsert and delete functions to an informer's event handler, so
-// each cache the resolver keeps is a plain type that tests and benchmarks can feed directly.
 package events
 
 import toolscache "k8s.io/client-go/tools/cache"

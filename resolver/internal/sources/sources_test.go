@@ -76,6 +76,18 @@ func slice(ns, service string, ready bool) *discoveryv1.EndpointSlice {
 	}
 }
 
+// holdOne holds a request for backend and returns once it waits; the channel gets its result.
+func holdOne(backend types.NamespacedName) <-chan error {
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
+		done <- err
+	}()
+	Eventually(held).Should(BeClosed())
+	return done
+}
+
 var _ = Describe("registry from ElastiServices and private Services", func() {
 	It("finds targets by key and host, with the private Service's ports", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
@@ -119,13 +131,7 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		Eventually(func() bool { _, ok := ready.Pick(backend, "http"); return ok }).Should(BeFalse())
 		Consistently(func() bool { return ready.Ready(backend) }, "200ms").Should(BeFalse())
 
-		held := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
-			done <- err
-		}()
-		Eventually(held).Should(BeClosed())
+		done := holdOne(backend)
 
 		s.Endpoints[0].Conditions.Ready = ptr.To(true)
 		Expect(k8s.Update(ctx, s)).To(Succeed())
@@ -148,13 +154,7 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		Expect(k8s.Create(ctx, es)).To(Succeed())
 		Eventually(func() bool { _, ok := reg.ByKey(ns, "gone-es"); return ok }).Should(BeTrue())
 		backend := types.NamespacedName{Namespace: ns, Name: names.PrivateService("gone")}
-		held := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
-			done <- err
-		}()
-		Eventually(held).Should(BeClosed())
+		done := holdOne(backend)
 		Expect(k8s.Delete(ctx, es)).To(Succeed())
 		var err error
 		Eventually(done).Should(Receive(&err))
