@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,7 +73,8 @@ func New(o Options) *httputil.ReverseProxy {
 		// ReverseProxy flushes streaming responses (no Content-Length, which includes gRPC, and
 		// SSE) after every write; a response of known length needs no timer per request.
 		FlushInterval: 0,
-		ErrorLog:      nil,
+		// Copy errors (a caller or target gone mid-body) are routine for a proxy: debug level.
+		ErrorLog: log.New(logWriter{o.Log}, "", 0),
 	}
 }
 
@@ -182,6 +185,13 @@ func retryDial(d *net.Dialer, retries int, backoff time.Duration) func(context.C
 			wait = min(2*wait, time.Second)
 		}
 	}
+}
+
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.V(1).Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // bufferPool recycles the proxy's copy buffers.
