@@ -137,7 +137,7 @@ bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on
 
 CLUSTER_BIN := $(CACHE)/cluster/bin
 COREDNS_VERSION ?= v1.15.0
-CLUSTER_TOOLS := $(addprefix $(CLUSTER_BIN)/,kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns pilot-discovery)
+CLUSTER_TOOLS := $(addprefix $(CLUSTER_BIN)/,kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns pilot-discovery xdsprobe)
 ELASTI_CLUSTER := $(CACHE)/bin/elasti-cluster
 ISTIO_CRDS = $(shell $(GO) list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml
 CLUSTER = $(ELASTI_CLUSTER) -dir $(CACHE)/cluster -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
@@ -160,6 +160,11 @@ $(CLUSTER_BIN)/pilot-discovery:
 	mkdir -p $(@D)
 	cd test/tools/istio && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp istio.io/istio/pilot/cmd/pilot-discovery
 	mv $@.tmp $@
+
+# xdsprobe asks istiod for a sidecar's routes: the e2e tier's view of what elasti writes, with no Envoy.
+$(CLUSTER_BIN)/xdsprobe: test/tools/istio/xdsprobe/main.go
+	mkdir -p $(@D)
+	cd test/tools/istio && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./xdsprobe
 
 .PHONY: $(ELASTI_CLUSTER)
 $(ELASTI_CLUSTER):
