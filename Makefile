@@ -67,7 +67,9 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary fr
 	$(CONTROLLER_GEN) crd paths=./controller/api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=elasti-controller paths=./controller/... output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=elasti-resolver paths=./resolver/... output:rbac:artifacts:config=config/rbac/resolver
-	mkdir -p charts/elasti/crds && cp config/crd/bases/*.yaml charts/elasti/crds/
+	mkdir -p charts/elasti/crds charts/elasti/files && cp config/crd/bases/*.yaml charts/elasti/crds/
+	cp config/rbac/controller/role.yaml charts/elasti/files/controller-role.yaml
+	cp config/rbac/resolver/role.yaml charts/elasti/files/resolver-role.yaml
 
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if the tree changed.
@@ -118,6 +120,17 @@ $(ENVTEST_ASSETS)/etcd:
 	mkdir -p $(@D)
 	cd test/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp .
 	mv $@.tmp $@
+
+E2E_BIN := $(CACHE)/bin/e2e.test
+
+.PHONY: test-e2e
+test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cluster in its own network namespace (needs root).
+	@[ "$$(id -u)" = 0 ] || { echo "make test-e2e: the e2e tier needs root (it creates a network namespace, a bridge, iptables rules, mounts and cgroups); the unit and envtest tiers do not"; exit 1; }
+	$(GO) test -c -tags e2e -o $(E2E_BIN) ./test/e2e
+	-$(CLUSTER) down >/dev/null 2>&1
+	$(CLUSTER) up
+	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout 40m -ginkgo.v || status=$$?; \
+		$(CLUSTER) down; exit $$status
 
 ##@ Benchmark
 

@@ -1,0 +1,24 @@
+{{- define "elasti.tag" -}}{{ default .Chart.AppVersion .Values.image.tag }}{{- end -}}
+{{- define "elasti.labels" -}}
+app.kubernetes.io/part-of: elasti
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+{{- define "elasti.controller" -}}elasti-controller{{- end -}}
+{{- define "elasti.resolver" -}}elasti-resolver{{- end -}}
+{{- define "elasti.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities: {drop: [ALL]}
+  seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+{{- /* Namespaces that need Roles when rbac.namespaced is on: the watched ones and the release's. */ -}}
+{{- define "elasti.roleNamespaces" -}}
+{{- $out := list .Release.Namespace -}}
+{{- range .Values.watchNamespaces }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
+{{- join "," $out -}}
+{{- end -}}
