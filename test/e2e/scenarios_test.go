@@ -36,8 +36,8 @@ type app struct {
 	// client is this app's callers' connection pool, kept apart from other scenarios'.
 	client *http.Client
 	ns     string
-	url string // the public Service's ClusterIP URL
-	vs  *apinetworking.VirtualService
+	url    string // the public Service's ClusterIP URL
+	vs     *apinetworking.VirtualService
 }
 
 func deployApp(cooldown int32) *app {
@@ -135,7 +135,6 @@ func (a *app) counts() map[string]int {
 	Expect(json.NewDecoder(resp.Body).Decode(&m)).To(Succeed())
 	return m
 }
-
 
 func (a *app) replicas() int32 {
 	d := &appsv1.Deployment{}
