@@ -98,7 +98,7 @@ images: build ## Build OCI image tarballs of both binaries and the test images i
 ##@ Test
 
 .PHONY: test
-test: test-unit test-envtest ## Run every test tier.
+test: test-unit test-envtest test-chart test-e2e ## Run every test tier: unit, envtest, chart, e2e (e2e needs root).
 
 .PHONY: test-unit
 test-unit: ## Unit tests (fakes allowed, no binaries needed).
@@ -120,6 +120,11 @@ $(ENVTEST_ASSETS)/etcd:
 	mkdir -p $(@D)
 	cd test/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp .
 	mv $@.tmp $@
+
+.PHONY: test-chart
+test-chart: $(HELM) ## helm lint, and template tests for each values option.
+	$(HELM) lint --strict charts/elasti
+	HELM=$(HELM) $(GO) test -count=1 -tags chart ./test/chart/
 
 E2E_BIN := $(CACHE)/bin/e2e.test
 

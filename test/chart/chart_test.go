@@ -1,0 +1,177 @@
+//go:build chart
+
+// Package chart renders the Helm chart with each values option and checks what comes out.
+// make test-chart runs it with HELM set to the pinned helm binary.
+package chart
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+)
+
+func chartDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "charts", "elasti")
+}
+
+func render(t *testing.T, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		t.Fatal("HELM must name the pinned helm binary; run make test-chart")
+	}
+	cmd := exec.Command(helm, append([]string{"template", "elasti", chartDir(), "--namespace", "elasti-system"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", args, err, out)
+	}
+	var objs []*unstructured.Unstructured
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func args(t *testing.T, d *unstructured.Unstructured) []string {
+	t.Helper()
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if len(containers) == 0 {
+		t.Fatalf("%s has no containers", d.GetName())
+	}
+	raw, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	return raw
+}
+
+func kinds(objs []*unstructured.Unstructured) map[string]int {
+	m := map[string]int{}
+	for _, o := range objs {
+		m[o.GetKind()]++
+	}
+	return m
+}
+
+func TestDefaults(t *testing.T) {
+	objs := render(t)
+	for _, want := range [][2]string{
+		{"Deployment", "elasti-controller"}, {"Deployment", "elasti-resolver"}, {"Service", "elasti-resolver"},
+		{"Service", "elasti-controller"}, {"PodDisruptionBudget", "elasti-resolver"},
+		{"ClusterRole", "elasti-controller"}, {"ClusterRole", "elasti-resolver"},
+	} {
+		if find(objs, want[0], want[1]) == nil {
+			t.Errorf("no %s %s in the default render", want[0], want[1])
+		}
+	}
+	if n := kinds(objs)["Role"]; n != 0 {
+		t.Errorf("default render has %d Roles, want ClusterRoles only", n)
+	}
+	res := find(objs, "Deployment", "elasti-resolver")
+	if r, _, _ := unstructured.NestedFieldNoCopy(res.Object, "spec", "replicas"); fmt.Sprint(r) != "2" {
+		t.Errorf("resolver replicas = %v, want 2", r)
+	}
+	if v, _, _ := unstructured.NestedString(res.Object, "spec", "template", "metadata", "labels", "app"); v != "elasti-resolver" {
+		t.Errorf("resolver pods' app label = %q, want elasti-resolver (Kiali draws by it)", v)
+	}
+	if v, _, _ := unstructured.NestedString(res.Object, "spec", "template", "metadata", "annotations", "sidecar.istio.io/inject"); v != "true" {
+		t.Errorf("resolver sidecar injection = %q, want true", v)
+	}
+	svc := find(objs, "Service", "elasti-resolver")
+	if svc.GetLabels()["elasti.dev/component"] != "resolver" {
+		t.Errorf("resolver Service lacks elasti.dev/component=resolver, which the controller watches its slices by")
+	}
+	ctrlArgs := args(t, find(objs, "Deployment", "elasti-controller"))
+	for _, want := range []string{"--resolver-service=elasti-system/elasti-resolver", "--activity-users=system:serviceaccount:elasti-system:elasti-resolver", "--leader-elect=true"} {
+		if !slices.Contains(ctrlArgs, want) {
+			t.Errorf("controller args %v lack %s", ctrlArgs, want)
+		}
+	}
+	role := find(objs, "ClusterRole", "elasti-controller")
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	if len(rules) < 5 {
+		t.Errorf("controller ClusterRole has %d rules; the rules from config/rbac are missing", len(rules))
+	}
+}
+
+func TestNamespacedRBAC(t *testing.T) {
+	objs := render(t, "--set", "rbac.namespaced=true", "--set", "watchNamespaces={shop,payments}")
+	k := kinds(objs)
+	// Two binaries, each with a Role in elasti-system, shop and payments.
+	if k["Role"] != 6 || k["RoleBinding"] != 6 {
+		t.Errorf("Roles %d, RoleBindings %d; want 6 of each", k["Role"], k["RoleBinding"])
+	}
+	if find(objs, "ClusterRole", "elasti-controller") != nil || find(objs, "ClusterRole", "elasti-resolver") != nil {
+		t.Errorf("namespaced RBAC still renders the broad ClusterRoles")
+	}
+	if find(objs, "ClusterRole", "elasti-controller-tokenreview") == nil {
+		t.Errorf("namespaced RBAC lacks the TokenReview ClusterRole the activity endpoint needs")
+	}
+	if a := args(t, find(objs, "Deployment", "elasti-resolver")); !slices.Contains(a, "--watch-namespaces=shop,payments") {
+		t.Errorf("resolver args %v lack --watch-namespaces", a)
+	}
+}
+
+func TestNoSidecarAndPodsUpstream(t *testing.T) {
+	objs := render(t, "--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods", "--set", "image.pullPolicy=Never")
+	res := find(objs, "Deployment", "elasti-resolver")
+	if v, _, _ := unstructured.NestedString(res.Object, "spec", "template", "metadata", "annotations", "sidecar.istio.io/inject"); v != "false" {
+		t.Errorf("sidecar injection = %q, want false", v)
+	}
+	if a := args(t, res); !slices.Contains(a, "--upstream=pods") {
+		t.Errorf("resolver args %v lack --upstream=pods", a)
+	}
+}
+
+func TestDestinationRuleNeedsIstio(t *testing.T) {
+	if find(render(t), "DestinationRule", "elasti-resolver") != nil {
+		t.Errorf("a DestinationRule was rendered without Istio's API")
+	}
+	objs := render(t, "--api-versions", "networking.istio.io/v1/DestinationRule")
+	dr := find(objs, "DestinationRule", "elasti-resolver")
+	if dr == nil {
+		t.Fatal("no resolver DestinationRule with Istio's API present")
+	}
+	if v, _, _ := unstructured.NestedFieldNoCopy(dr.Object, "spec", "trafficPolicy", "outlierDetection", "consecutive5xxErrors"); fmt.Sprint(v) != "0" {
+		t.Errorf("outlier ejection on 5xx = %v, want 0: a holding resolver must not be ejected", v)
+	}
+	if find(render(t, "--api-versions", "networking.istio.io/v1/DestinationRule", "--set", "resolver.istio.destinationRule=false"), "DestinationRule", "elasti-resolver") != nil {
+		t.Errorf("destinationRule=false still renders it")
+	}
+}
+
+func TestSchemaRejectsUnknownValues(t *testing.T) {
+	helm := os.Getenv("HELM")
+	out, err := exec.Command(helm, "template", "elasti", chartDir(), "--set", "resolver.upstreem=pods").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "upstreem") {
+		t.Errorf("a misspelt value was accepted: %v %s", err, out)
+	}
+}
