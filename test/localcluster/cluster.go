@@ -88,7 +88,8 @@ func CreateNetns(o Options) error {
 	return nil
 }
 
-// Up starts the cluster. It must run inside the namespace that CreateNetns made.
+// Up starts the cluster inside the namespace that CreateNetns made. It may run in any network
+// namespace: every process is started with nsenter and every check dials from inside.
 func Up(ctx context.Context, o Options) error {
 	start := time.Now()
 	for _, d := range []string{o.logs(), o.pids(), o.pki()} {
@@ -102,12 +103,12 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	for _, kv := range [][2]string{{"net/ipv4/ip_forward", "1"}, {"net/ipv4/conf/all/route_localnet", "1"}} {
-		if err := os.WriteFile("/proc/sys/"+kv[0], []byte(kv[1]), 0o644); err != nil {
+		if err := o.sysctl(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("sysctl %s: %w", kv[0], err)
 		}
 	}
 	_ = run("modprobe", "br_netfilter")
-	_ = os.WriteFile("/proc/sys/net/bridge/bridge-nf-call-iptables", []byte("1"), 0o644)
+	_ = o.sysctl("net/bridge/bridge-nf-call-iptables", "1")
 	if _, err := os.Stat("/sys/fs/cgroup/hugetlb"); err != nil {
 		// kubelet on a cgroup v1 host expects every controller mounted.
 		_ = os.MkdirAll("/sys/fs/cgroup/hugetlb", 0o755)
@@ -164,11 +165,11 @@ func Up(ctx context.Context, o Options) error {
 	if err := o.start(ctx, "containerd", "containerd", "--config="+r+"/containerd/config.toml"); err != nil {
 		return err
 	}
-	if err := o.waitFunc(ctx, "containerd", func() error { return run(o.ctr("version")...) }); err != nil {
+	if err := o.waitFunc(ctx, "containerd", func() error { _, err := o.ctr(ctx, "version"); return err }); err != nil {
 		return err
 	}
 	for _, img := range o.Images {
-		if err := run(o.ctr("images", "import", "--all-platforms", img)...); err != nil {
+		if err := o.loadImage(ctx, img); err != nil {
 			return err
 		}
 	}
@@ -183,7 +184,7 @@ func Up(ctx context.Context, o Options) error {
 		return err
 	}
 	if err := o.waitFunc(ctx, "node Ready", func() error {
-		out, err := o.kubectl("get", "node", nodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		out, err := o.kubectl(ctx, "get", "node", nodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 		if err != nil || strings.TrimSpace(out) != "True" {
 			return fmt.Errorf("node not ready: %s %v", out, err)
 		}
@@ -199,17 +200,18 @@ func Up(ctx context.Context, o Options) error {
 }
 
 func (o Options) startIstiod(ctx context.Context) error {
-	if _, err := o.kubectl("apply", "--server-side", "-f", o.IstioCRDs); err != nil {
+	if _, err := o.kubectl(ctx, "apply", "--server-side", "-f", o.IstioCRDs); err != nil {
 		return err
 	}
-	if _, err := o.kubectl("wait", "--for=condition=established", "crd", "--all", "--timeout=60s"); err != nil {
+	if _, err := o.kubectl(ctx, "wait", "--for=condition=established", "crd", "--all", "--timeout=60s"); err != nil {
 		return err
 	}
-	if _, err := o.kubectl("create", "namespace", "istio-system"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+	if _, err := o.kubectl(ctx, "create", "namespace", "istio-system"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
 		return err
 	}
 	d := filepath.Join(o.run(), "istiod")
-	cmd := exec.CommandContext(ctx, o.bin("pilot-discovery"), "discovery", "--kubeconfig="+o.Kubeconfig(),
+	// Not tied to ctx: the daemon outlives Up, and Down ends it by PID.
+	cmd := o.command(context.Background(), o.bin("pilot-discovery"), "discovery", "--kubeconfig="+o.Kubeconfig(),
 		"--meshConfig="+d+"/mesh", "--networksConfig="+d+"/meshNetworks",
 		"--httpAddr=127.0.0.1:8080", "--grpcAddr=127.0.0.1:15010", "--secureGRPCAddr=127.0.0.1:15012",
 		"--monitoringAddr=127.0.0.1:15014", "--httpsAddr=127.0.0.1:15017", "--ctrlz_address=127.0.0.1")
@@ -223,21 +225,25 @@ func (o Options) startIstiod(ctx context.Context) error {
 	return o.wait(ctx, "istiod", "http://127.0.0.1:8080/ready")
 }
 
-func (o Options) ctr(args ...string) []string {
-	return append([]string{"ctr", "--address", o.sock(), "-n", "k8s.io"}, args...)
+func (o Options) ctr(ctx context.Context, args ...string) (string, error) {
+	return o.runIn(ctx, "ctr", append([]string{"--address", o.sock(), "-n", "k8s.io"}, args...)...)
 }
 
-func (o Options) kubectl(args ...string) (string, error) {
-	out, err := exec.Command(o.bin("kubectl"), append([]string{"--kubeconfig", o.Kubeconfig()}, args...)...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
+// loadImage imports an OCI or docker-archive tarball into the namespace containerd gives to
+// Kubernetes. Images must carry fully qualified names, since pods say imagePullPolicy: Never.
+func (o Options) loadImage(ctx context.Context, tarball string) error {
+	_, err := o.ctr(ctx, "images", "import", "--all-platforms", tarball)
+	return err
 }
 
-// start runs a daemon detached from this process, logging to logs/<name>.log, and records its PID.
-func (o Options) start(ctx context.Context, name, bin string, args ...string) error {
-	return o.spawn(name, exec.Command(bin, args...))
+func (o Options) kubectl(ctx context.Context, args ...string) (string, error) {
+	return o.runIn(ctx, o.bin("kubectl"), append([]string{"--kubeconfig", o.Kubeconfig()}, args...)...)
+}
+
+// start runs a daemon inside the namespace, detached from this process, logging to
+// logs/<name>.log, and records its PID.
+func (o Options) start(_ context.Context, name, bin string, args ...string) error {
+	return o.spawn(name, o.command(context.Background(), bin, args...))
 }
 
 func (o Options) spawn(name string, cmd *exec.Cmd) error {
@@ -263,6 +269,7 @@ func (o Options) wait(ctx context.Context, name, url string) error {
 		return err
 	}
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext:     o.DialContext,
 		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}, //nolint:gosec // loopback inside a private netns
 	}}
 	return o.waitFunc(ctx, name, func() error {

@@ -58,12 +58,13 @@ func Down(o Options) error {
 // throwaway cluster needs a longer grace.
 func (o Options) stop(name string) error {
 	path := filepath.Join(o.pids(), name+".pid")
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return nil
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || pid <= 1 {
+	pid, ok := readPID(path)
+	// A recorded PID whose process is gone may have been reused: end it only if its command
+	// line still names this cluster's state directory.
+	if !ok || !mentions(pid, o.run()) {
 		return os.Remove(path)
 	}
 	if syscall.Kill(pid, syscall.SIGTERM) == nil {
@@ -115,4 +116,21 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readPID reads a PID file; PIDs 0 and 1 are never ours, so they count as unreadable.
+func readPID(path string) (int, bool) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return pid, err == nil && pid > 1
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func mentions(pid int, dir string) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && strings.Contains(string(cmdline), dir)
 }

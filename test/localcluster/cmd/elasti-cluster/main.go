@@ -1,8 +1,13 @@
 // Command elasti-cluster starts and stops the local cluster of the e2e tier and `make demo`:
 //
-//	elasti-cluster up      create the network namespace and start everything inside it
-//	elasti-cluster down    stop everything it started and remove the namespace
-//	elasti-cluster exec -- CMD...   run CMD inside the namespace with KUBECONFIG set
+//	elasti-cluster up                   create the network namespace and start everything inside it
+//	elasti-cluster down                 stop everything it started and remove the namespace
+//	elasti-cluster status               list the recorded processes and whether they run
+//	elasti-cluster kubeconfig           print the admin kubeconfig's path (valid inside the namespace)
+//	elasti-cluster load-image TAR...    import image tarballs into the cluster's containerd
+//	elasti-cluster exec -- CMD...       run CMD inside the namespace with KUBECONFIG set
+//
+// Ctrl-C during up tears down whatever was started.
 package main
 
 import (
@@ -11,10 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/elasti-dev/elasti/test/localcluster"
 )
@@ -32,9 +37,8 @@ func run() error {
 	flag.StringVar(&o.Dir, "dir", ".cache/cluster", "State directory.")
 	flag.StringVar(&o.BinDir, "bin", ".cache/cluster/bin", "Directory of the pinned binaries.")
 	flag.StringVar(&o.Netns, "netns", "elasti", "Network namespace name.")
-	flag.StringVar(&images, "images", "dist/images", "Directory of image tarballs to import.")
+	flag.StringVar(&images, "images", "dist/images", "Directory of image tarballs to import on up.")
 	flag.StringVar(&o.IstioCRDs, "istio-crds", "", "Istio CRD file.")
-	inside := flag.Bool("inside", false, "Internal: already inside the namespace.")
 	flag.Parse()
 	o.Log = os.Stdout
 	for _, p := range []*string{&o.Dir, &o.BinDir, &images} {
@@ -44,42 +48,56 @@ func run() error {
 		}
 		*p = abs
 	}
-	o.Images, _ = filepath.Glob(filepath.Join(images, "*.tar"))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	switch flag.Arg(0) {
+	args := flag.Args()
+	if len(args) == 0 {
+		return errors.New("usage: elasti-cluster [flags] up|down|status|kubeconfig|load-image TAR...|exec -- CMD...")
+	}
+	switch args[0] {
 	case "up":
-		if *inside {
-			return localcluster.Up(ctx, o)
-		}
-		if err := localcluster.CreateNetns(o); err != nil {
+		o.Images, _ = filepath.Glob(filepath.Join(images, "*.tar"))
+		_, err := localcluster.Start(ctx, o)
+		return err
+	case "down":
+		start := time.Now()
+		if err := localcluster.Down(o); err != nil {
 			return err
 		}
-		// Re-run inside the namespace, so every process and every readiness check is there.
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		args := append([]string{"--net=" + o.NetnsPath(), self, "-inside"}, os.Args[1:]...)
-		cmd := exec.CommandContext(ctx, "nsenter", args...)
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "elasti-cluster: starting failed; tearing down")
-			return errors.Join(err, localcluster.Down(o))
+		fmt.Printf("down in %s\n", time.Since(start).Round(100*time.Millisecond))
+		return nil
+	case "status":
+		s, err := localcluster.Status(o)
+		fmt.Print(s)
+		return err
+	case "kubeconfig":
+		fmt.Println(o.Kubeconfig())
+		return nil
+	}
+	c, err := localcluster.Attach(o)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "load-image":
+		for _, tar := range args[1:] {
+			if err := c.LoadImage(ctx, tar); err != nil {
+				return err
+			}
 		}
 		return nil
-	case "down":
-		return localcluster.Down(o)
 	case "exec":
-		if flag.NArg() < 2 {
+		cmdArgs := args[1:]
+		if len(cmdArgs) > 0 && cmdArgs[0] == "--" {
+			cmdArgs = cmdArgs[1:]
+		}
+		if len(cmdArgs) == 0 {
 			return errors.New("usage: elasti-cluster exec -- CMD [ARGS...]")
 		}
-		cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + o.NetnsPath()}, flag.Args()[1:]...)...)
-		cmd.Env = append(os.Environ(), "KUBECONFIG="+o.Kubeconfig())
+		cmd := c.Command(ctx, cmdArgs[0], cmdArgs[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		return cmd.Run()
-	default:
-		return fmt.Errorf("usage: elasti-cluster [flags] up|down|exec -- CMD")
 	}
+	return fmt.Errorf("unknown command %q", args[0])
 }
