@@ -1,7 +1,7 @@
 // Command sampleapp is the workload of elasti's e2e tier and demo. It serves HTTP on :8080 and
-// gRPC (the standard health service, unary Check and server-streaming Watch) on h2c :9090, and it
-// counts every request by its X-Request-Id so that tests can check that each was executed
-// exactly once.
+// gRPC on h2c :9090: the standard health service, and elasti.test.Echo with a unary Echo and a
+// server-streaming Count (see grpc.go). It counts every request by its X-Request-Id (for gRPC,
+// the x-request-id metadata) so that tests can check that each was executed exactly once.
 //
 //	GET|POST /echo     the method, the body length and the pod's name
 //	GET /counts        JSON: request id -> times executed
@@ -34,8 +34,10 @@ type counts struct {
 	m  map[string]int
 }
 
-func (c *counts) add(r *http.Request) {
-	if id := r.Header.Get("X-Request-Id"); id != "" {
+func (c *counts) add(r *http.Request) { c.addID(r.Header.Get("X-Request-Id")) }
+
+func (c *counts) addID(id string) {
+	if id != "" {
 		c.mu.Lock()
 		c.m[id]++
 		c.mu.Unlock()
@@ -100,6 +102,7 @@ func main() {
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
+	gs.RegisterService(&echoDesc, &echoServer{counts: c})
 	go func() { log.Fatal(gs.Serve(lis)) }()
 
 	port := 8080
