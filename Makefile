@@ -160,8 +160,16 @@ ELASTI_CLUSTER := $(CACHE)/bin/elasti-cluster
 ISTIO_CRDS = $(shell $(GO) list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml
 CLUSTER = $(ELASTI_CLUSTER) -dir $(CACHE)/cluster -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
 
+DEBIAN_PACKAGES := containerd runc containernetworking-plugins iptables conntrack prometheus curl
+
+.PHONY: cluster-packages
+cluster-packages: ## Install the Debian packages the local cluster needs, when missing.
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
 .PHONY: cluster-tools
-cluster-tools: $(CLUSTER_TOOLS) $(ELASTI_CLUSTER) ## Build every pinned binary of the local cluster (cached).
+cluster-tools: cluster-packages $(CLUSTER_TOOLS) $(ELASTI_CLUSTER) ## Build every pinned binary of the local cluster (cached).
 
 $(CLUSTER_BIN)/kube-apiserver $(CLUSTER_BIN)/etcd: $(CLUSTER_BIN)/%: $(ENVTEST_ASSETS)/%
 	mkdir -p $(@D) && cp $< $@
@@ -191,6 +199,26 @@ $(ELASTI_CLUSTER):
 .PHONY: cluster-up
 cluster-up: cluster-tools images ## Start the local cluster in its own network namespace (needs root).
 	$(CLUSTER) up
+
+.PHONY: demo
+demo: cluster-tools images $(HELM) ## The main job: a local cluster with elasti and a sample going to zero and back.
+	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates a network namespace, a bridge, iptables rules, mounts and cgroups"; exit 1; }
+	-$(CLUSTER) down >/dev/null 2>&1
+	$(CLUSTER) up
+	mkdir -p $(CACHE)/cluster/run/prometheus
+	printf 'global: {scrape_interval: 5s}\nscrape_configs: [{job_name: prometheus, static_configs: [{targets: ["10.200.0.1:9090"]}]}]\n' > $(CACHE)/cluster/run/prometheus/prometheus.yml
+	$(CLUSTER) exec -- sh -c 'setsid prometheus --config.file=$(CACHE)/cluster/run/prometheus/prometheus.yml \
+		--storage.tsdb.path=$(CACHE)/cluster/run/prometheus/data --web.listen-address=10.200.0.1:9090 \
+		> $(CACHE)/cluster/run/logs/prometheus.log 2>&1 < /dev/null & echo $$! > $(CACHE)/cluster/run/pids/prometheus.pid'
+	HELM=$(HELM) KUBECTL=$(CLUSTER_BIN)/kubectl $(CLUSTER) exec -- test/demo/demo.sh
+	@echo
+	@echo "The cluster is still running, in network namespace 'elasti'. Use it with:"
+	@echo "  $(CLUSTER) exec -- $(CLUSTER_BIN)/kubectl get elastiservices -A"
+	@echo "  (or: nsenter --net=/var/run/netns/elasti kubectl --kubeconfig $(CACHE)/cluster/run/pki/admin.kubeconfig ...)"
+	@echo "Stop it with: make demo-down"
+
+.PHONY: demo-down
+demo-down: cluster-down ## Stop the demo's cluster.
 
 .PHONY: cluster-down
 cluster-down: $(ELASTI_CLUSTER) ## Stop the local cluster and remove its namespace.
