@@ -114,6 +114,9 @@ func Up(ctx context.Context, o Options) error {
 		_ = os.MkdirAll("/sys/fs/cgroup/hugetlb", 0o755)
 		_ = run("mount", "-t", "cgroup", "-o", "hugetlb", "cgroup", "/sys/fs/cgroup/hugetlb")
 	}
+	if err := o.makeCgroupRoot(); err != nil {
+		return fmt.Errorf("cgroup root: %w", err)
+	}
 	if err := writePKI(o.pki(), net.ParseIP(NodeIP), net.ParseIP(apiserverIP)); err != nil {
 		return err
 	}

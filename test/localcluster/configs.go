@@ -26,6 +26,8 @@ state = "%[1]s/containerd/state"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "%[1]s/containerd/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "%[1]s/cni/net.d"
@@ -36,7 +38,9 @@ state = "%[1]s/containerd/state"
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 `, r, PodCIDR),
 		"resolv.conf": "nameserver " + NodeIP + "\n",
-		// failCgroupV1: false keeps kubelet >= 1.35 running on this cgroup v1 host.
+		// failCgroupV1: false keeps kubelet >= 1.35 running on this cgroup v1 host. The cgroup
+		// root and pod log directory are the cluster's own, since a kubelet removes pods' cgroups
+		// and log directories that it does not know.
 		"kubelet/config.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: %[1]s
@@ -50,6 +54,8 @@ cgroupDriver: cgroupfs
 containerRuntimeEndpoint: unix://%[3]s
 failSwapOn: false
 failCgroupV1: false
+cgroupRoot: %[5]s
+podLogsDir: %[4]s/pod-logs
 resolvConf: %[4]s/resolv.conf
 clusterDomain: cluster.local
 clusterDNS: [%[1]s]
@@ -58,7 +64,7 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%"}
 serializeImagePulls: false
 maxPods: 60
-`, NodeIP, o.pki(), o.sock(), r),
+`, NodeIP, o.pki(), o.sock(), r, o.cgroupRoot()),
 		"kube-proxy.yaml": fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: %s}
