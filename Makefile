@@ -72,10 +72,11 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary fr
 	cp config/rbac/resolver/role.yaml charts/elasti/files/resolver-role.yaml
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail if the tree changed.
-	@git diff --exit-code -- . || { echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- config charts controller/api)" || \
-		{ git status --porcelain -- config charts controller/api; echo "untracked generated files"; exit 1; }
+verify: generate manifests ## Regenerate everything and fail if a generated file changed.
+	@git diff --exit-code -- config charts/elasti/crds charts/elasti/files controller/api || \
+		{ echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- config charts/elasti/crds charts/elasti/files controller/api)" || \
+		{ git status --porcelain -- config charts/elasti/crds charts/elasti/files controller/api; echo "untracked generated files"; exit 1; }
 
 ##@ Build
 
