@@ -138,6 +138,11 @@ test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cl
 	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout 40m -ginkgo.v || status=$$?; \
 		$(CLUSTER) down; exit $$status
 
+.PHONY: test-smoke
+test-smoke: cluster-tools images ## The harness alone: its own cluster (netns elasti-smoke), a scale from zero, a route over xDS (needs root).
+	@[ "$$(id -u)" = 0 ] || { echo "make test-smoke: the e2e tier needs root (network namespace, bridge, iptables, mounts, cgroups)"; exit 1; }
+	$(GO) test -count=1 -tags e2e -timeout 10m ./test/e2e/smoke -ginkgo.v
+
 ##@ Benchmark
 
 .PHONY: bench
