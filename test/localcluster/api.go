@@ -32,6 +32,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err := ensurePackages(ctx, o); err != nil {
 		return nil, err
 	}
+	if missing := o.missingBinaries(); len(missing) > 0 && o.Repo != "" {
+		// Cold: kube-apiserver, istiod and kube-controller-manager take minutes on two cores.
+		o.logf("building %s with make cluster-tools", strings.Join(missing, ", "))
+		cmd := exec.CommandContext(ctx, "make", "-C", o.Repo, "cluster-tools")
+		cmd.Stdout, cmd.Stderr = o.Log, o.Log
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("make cluster-tools: %w", err)
+		}
+	}
 	if err := CreateNetns(o); err != nil {
 		return nil, err
 	}

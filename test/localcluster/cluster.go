@@ -40,6 +40,22 @@ type Options struct {
 	IstioCRDs string
 	// Log receives progress lines.
 	Log io.Writer
+	// Repo is the repository root. When set, Start builds missing binaries with
+	// `make cluster-tools`, which puts them in .cache/cluster/bin.
+	Repo string
+}
+
+// binaries are the pinned programs the cluster runs, all in BinDir.
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "coredns", "pilot-discovery", "xdsprobe"}
+
+func (o Options) missingBinaries() []string {
+	var missing []string
+	for _, b := range binaries {
+		if _, err := os.Stat(o.bin(b)); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	return missing
 }
 
 func (o Options) run() string         { return filepath.Join(o.Dir, "run") }
@@ -97,10 +113,8 @@ func Up(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl", "coredns", "pilot-discovery"} {
-		if _, err := os.Stat(o.bin(b)); err != nil {
-			return fmt.Errorf("missing %s in %s: run 'make cluster-tools'", b, o.BinDir)
-		}
+	if missing := o.missingBinaries(); len(missing) > 0 {
+		return fmt.Errorf("missing %s in %s: run 'make cluster-tools'", strings.Join(missing, ", "), o.BinDir)
 	}
 	for _, kv := range [][2]string{{"net/ipv4/ip_forward", "1"}, {"net/ipv4/conf/all/route_localnet", "1"}} {
 		if err := o.sysctl(kv[0], kv[1]); err != nil {

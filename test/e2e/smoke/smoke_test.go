@@ -54,6 +54,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Netns:  "elasti-smoke",
 		Images: []string{filepath.Join(root, "dist", "images", "sampleapp.tar"), filepath.Join(root, "dist", "images", "pause.tar")},
 		Log:    GinkgoWriter,
+		Repo:   root,
 	}
 	if os.Getenv("ELASTI_CLUSTER_ATTACH") != "" {
 		o.Dir, o.Netns = filepath.Join(root, ".cache", "cluster"), "elasti"
