@@ -5,6 +5,11 @@
 // from the Go module proxy at pinned versions (see the Makefile's cluster-tools target); the
 // container runtime comes from Debian's containerd, runc and CNI plugins.
 //
-// Up writes every PID it starts under Dir/run/pids, and Down ends exactly those, then removes
-// the namespace, containerd's shims for this cluster's socket, and mounts under Dir.
+// Start returns a Cluster whose methods work from any network namespace: RESTConfig and
+// HTTPClient open their sockets inside the cluster's, Exec and Kubectl run commands there, and
+// XDSRoutes asks istiod for a sidecar's routes. Attach gives the same handle on a running cluster.
+//
+// Up writes every PID it starts under Dir/run/pids, and Down ends exactly those, then the
+// containers under containerd's shims for this cluster's socket, their network namespaces, the
+// mounts under Dir, the cluster's cgroup tree, and the namespace itself.
 package localcluster
