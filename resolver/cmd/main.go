@@ -40,6 +40,7 @@ type options struct {
 	maxPending, maxTotal, maxConns int
 	holdTimeout, shutdownDelay     time.Duration
 	drainTimeout, idleTimeout      time.Duration
+	deletedGrace                   time.Duration
 	upstream, domain, watchNS      string
 }
 
@@ -66,6 +67,8 @@ func run() error {
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "After SIGTERM, how long to keep accepting connections while endpoints drop this pod.")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "After the shutdown delay, how long held and in-flight requests may finish.")
 	flag.DurationVar(&o.idleTimeout, "idle-timeout", 65*time.Minute, "Keep-alive idle timeout; longer than Envoy's 1h so the caller always closes first.")
+	flag.DurationVar(&o.deletedGrace, "deleted-grace", registry.DefaultGrace,
+		"How long a deleted ElastiService's requests (on connections kube-proxy pinned to the resolver) are still forwarded to its public Service; 0 answers them 404.")
 	flag.StringVar(&o.watchNS, "watch-namespaces", "", "Comma-separated namespaces to serve; empty serves all.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
@@ -114,6 +117,7 @@ func run() error {
 		ControllerURL: o.controllerURL, TokenFile: o.tokenFile, Signals: m.WakeSignals, Log: log.WithName("signal"),
 	})
 	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m})
+	reg.SetGrace(o.deletedGrace)
 	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready); err != nil {
 		return err
 	}
@@ -199,7 +203,8 @@ func run() error {
 	return err
 }
 
-// forgetter releases the throttler entry, signal state and metric series of a deleted target.
+// forgetter releases the throttler entry, signal state and metric series of a deleted target,
+// and the series its tombstone added once that expires.
 type forgetter struct {
 	thr     *throttler.Throttler
 	waker   *signal.Client
@@ -207,8 +212,10 @@ type forgetter struct {
 }
 
 func (f forgetter) Forget(t *registry.Target) {
-	f.thr.Forget(t.Backend)
-	f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
+	if !t.Gone {
+		f.thr.Forget(t.Backend)
+		f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
+	}
 	f.metrics.Forget(t.Namespace, t.Name)
 }
 

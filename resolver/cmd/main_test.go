@@ -126,7 +126,8 @@ func TestBinary(t *testing.T) {
 	listen, probes := freeAddr(t), freeAddr(t)
 	os.Args = []string{"elasti-resolver", "--listen=" + listen, "--metrics-bind-address=0", "--health-probe-bind-address=" + probes,
 		"--controller-url=http://" + cl.Addr().String(), "--token-file=" + filepath.Join(t.TempDir(), "absent"),
-		"--upstream=pods", "--shutdown-delay=200ms", "--drain-timeout=10s"}
+		// No tombstones: a forward to the public Service would ask DNS off the machine.
+		"--upstream=pods", "--shutdown-delay=200ms", "--drain-timeout=10s", "--deleted-grace=0"}
 	flag.CommandLine = flag.NewFlagSet(os.Args[0], flag.ContinueOnError)
 	done := make(chan error, 1)
 	go func() { done <- run() }()

@@ -28,7 +28,8 @@ type Config struct {
 func Build(c Config) http.Handler {
 	h := c.Proxy
 	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints}
-	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, MaxPending: c.MaxPending, HoldTimeout: c.HoldTimeout, Metrics: c.Metrics}
+	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, Tombstones: c.Targets, MaxPending: c.MaxPending,
+		HoldTimeout: c.HoldTimeout, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}
 	h = &Record{Next: h, Metrics: c.Metrics}
 	route := &Route{Next: h, Targets: c.Targets, Domain: c.Domain}

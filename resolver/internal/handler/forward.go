@@ -2,12 +2,14 @@ package handler
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
 
@@ -25,7 +27,12 @@ type Endpoints interface {
 	Pick(key types.NamespacedName, portName string) (string, bool)
 }
 
-// Forward chooses where the request goes and leaves it in the context for the proxy.
+// via marks a request the resolver sent to a public Service. Seeing it come back means the
+// public Service or its route still points at the resolver: forwarding again would loop.
+const via = "1.1 elasti-resolver"
+
+// Forward chooses where the request goes and leaves it in the context for the proxy. A gone
+// target (a tombstone) goes to its public Service, whose routes point at its pods again.
 type Forward struct {
 	Next      http.Handler
 	Mode      string
@@ -38,8 +45,26 @@ var _ http.Handler = (*Forward)(nil)
 func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
 	t := req.Target
+	if t.Gone || t.Serving {
+		closeConn(w, r)
+	}
 	u := &proxy.Upstream{H2C: wantsH2C(r, req.Port.Name)}
-	if h.Mode == UpstreamPods {
+	switch {
+	case t.Gone:
+		if slices.ContainsFunc(r.Header.Values("Via"), func(v string) bool { return strings.Contains(v, via) }) {
+			req.Outcome = metrics.OutcomeGone
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "elasti: "+t.Key()+" was deleted and its Service still routes to the resolver", http.StatusServiceUnavailable)
+			return
+		}
+		r.Header.Add("Via", via)
+		// The private Service is deleted with the ElastiService, so pods mode has no slice
+		// to pick from either: both modes go through the public Service.
+		u.Addr = names.ServiceFQDN(t.Service, t.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
+		if h.Mode != UpstreamPods {
+			u.Host = u.Addr // the sidecar routes on the Host
+		}
+	case h.Mode == UpstreamPods:
 		addr, ok := h.Endpoints.Pick(t.Backend, req.Port.Name)
 		if !ok {
 			// The gate opened and the endpoints went away again before this request left.
@@ -48,11 +73,21 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.Addr = addr
-	} else {
+	default:
 		host := names.ServiceFQDN(t.Backend.Name, t.Backend.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
 		u.Addr, u.Host, u.Subset = host, host, req.Subset
 	}
 	h.Next.ServeHTTP(w, r.WithContext(proxy.WithUpstream(r.Context(), u)))
+}
+
+// closeConn asks the caller to open a new connection after this response: kube-proxy pinned
+// the old one to the resolver, and a new one reaches the target's pods. HTTP/1.1 gets
+// Connection: close; the HTTP/2 server turns the same header into a graceful GOAWAY. Upgrades
+// are left alone, since their response must say Connection: Upgrade.
+func closeConn(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") == "" {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // wantsH2C says whether to reach the target over h2c: for an HTTP/2 caller that speaks gRPC or

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
@@ -25,11 +26,17 @@ type Waker interface {
 }
 
 // Hold lets a request through when its target is ready and otherwise holds it, waking the
-// target, until it is ready, the hold timeout passes, or the caller leaves.
+// target, until it is ready, the hold timeout passes, or the caller leaves. A request for a
+// deleted target (a tombstone) passes at once without a signal: there is nothing to wake.
 type Hold struct {
-	Next        http.Handler
-	Throttler   Throttler
-	Waker       Waker
+	Next      http.Handler
+	Throttler Throttler
+	Waker     Waker
+	// Tombstones, if set, lets requests released because their target was deleted go to its
+	// public Service instead of failing.
+	Tombstones interface {
+		Tombstone(namespace, name string) (*registry.Target, bool)
+	}
 	MaxPending  int
 	HoldTimeout time.Duration
 	Metrics     *metrics.Metrics
@@ -40,6 +47,11 @@ var _ http.Handler = (*Hold)(nil)
 func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
 	t := req.Target
+	if t.Gone {
+		req.Outcome = metrics.OutcomeGoneForwarded
+		h.Next.ServeHTTP(w, r)
+		return
+	}
 	es := types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
 	maxPending, timeout := h.MaxPending, h.HoldTimeout
 	if t.MaxPending > 0 {
@@ -87,7 +99,14 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "elasti: "+t.Key()+" did not become ready within "+timeout.String(), http.StatusGatewayTimeout)
 		return
 	case errors.Is(err, throttler.ErrGone):
+		if h.Tombstones != nil {
+			if g, ok := h.Tombstones.Tombstone(t.Namespace, t.Name); ok {
+				req.Target, req.Outcome = g, metrics.OutcomeGoneForwarded
+				break
+			}
+		}
 		req.Outcome = metrics.OutcomeGone
+		closeConn(w, r)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "elasti: "+err.Error(), http.StatusServiceUnavailable)
 		return

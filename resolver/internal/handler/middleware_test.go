@@ -202,6 +202,7 @@ func TestHold(t *testing.T) {
 	tests := map[string]struct {
 		thr            fakeThrottler
 		target         registry.Target
+		tombs          tombstones
 		wantCode       int
 		wantOutcome    string
 		wantRetry      bool
@@ -210,12 +211,15 @@ func TestHold(t *testing.T) {
 		wantMaxPending int
 		wantTimeout    time.Duration
 	}{
-		"ready passes":         {thr: fakeThrottler{}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 5, wantTimeout: time.Minute},
-		"held then replayed":   {thr: fakeThrottler{held: true}, wantCode: 204, wantOutcome: metrics.OutcomeReplayed, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
-		"target queue full":    {thr: fakeThrottler{err: throttler.ErrQueueFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
-		"global queue full":    {thr: fakeThrottler{err: throttler.ErrTotalFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
-		"timeout":              {thr: fakeThrottler{held: true, err: throttler.ErrTimeout}, wantCode: 504, wantOutcome: metrics.OutcomeTimeout, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
-		"target deleted":       {thr: fakeThrottler{held: true, err: throttler.ErrGone}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeGone, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"ready passes":       {thr: fakeThrottler{}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"held then replayed": {thr: fakeThrottler{held: true}, wantCode: 204, wantOutcome: metrics.OutcomeReplayed, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"target queue full":  {thr: fakeThrottler{err: throttler.ErrQueueFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
+		"global queue full":  {thr: fakeThrottler{err: throttler.ErrTotalFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
+		"timeout":            {thr: fakeThrottler{held: true, err: throttler.ErrTimeout}, wantCode: 504, wantOutcome: metrics.OutcomeTimeout, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"target deleted":     {thr: fakeThrottler{held: true, err: throttler.ErrGone}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeGone, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"tombstone passes without waiting or a signal": {target: registry.Target{Gone: true}, wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded},
+		"deleted while held goes to the tombstone": {thr: fakeThrottler{held: true, err: throttler.ErrGone}, tombs: tombstones{"shop/app": {Gone: true}},
+			wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"caller left":          {thr: fakeThrottler{held: true, err: context.Canceled}, wantCode: 499, wantOutcome: metrics.OutcomeCancelled, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"spec.queue overrides": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 2, HoldTimeout: time.Second}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 2, wantTimeout: time.Second},
 	}
@@ -224,7 +228,7 @@ func TestHold(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			waker := &fakeWaker{}
 			thr := tc.thr
-			h := &Hold{Next: next, Throttler: &thr, Waker: waker, MaxPending: 5, HoldTimeout: time.Minute, Metrics: metrics.New()}
+			h := &Hold{Next: next, Throttler: &thr, Waker: waker, Tombstones: tc.tombs, MaxPending: 5, HoldTimeout: time.Minute, Metrics: metrics.New()}
 			target := tc.target
 			target.Namespace, target.Name = "shop", "app"
 			r, req := withRequest(httptest.NewRequest("GET", "/", nil), &target)
@@ -232,6 +236,9 @@ func TestHold(t *testing.T) {
 			h.ServeHTTP(w, r)
 			if w.Code != tc.wantCode || req.Outcome != tc.wantOutcome {
 				t.Errorf("got %d %s, want %d %s", w.Code, req.Outcome, tc.wantCode, tc.wantOutcome)
+			}
+			if tc.wantOutcome == metrics.OutcomeGone && w.Header().Get("Connection") != "close" {
+				t.Error("503 for a deleted target does not close the connection")
 			}
 			if got := w.Header().Get("Retry-After") != ""; got != tc.wantRetry {
 				t.Errorf("Retry-After present = %v, want %v", got, tc.wantRetry)

@@ -27,7 +27,8 @@ var _ http.Handler = (*Probe)(nil)
 
 func (h *Probe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
-	if len(req.Target.Probes) == 0 || h.Gate.Ready(req.Target.Backend) {
+	// A gone target's probes reach its pods through the public Service.
+	if len(req.Target.Probes) == 0 || req.Target.Gone || h.Gate.Ready(req.Target.Backend) {
 		h.Next.ServeHTTP(w, r)
 		return
 	}

@@ -15,6 +15,8 @@ import (
 type Targets interface {
 	ByKey(namespace, name string) (*registry.Target, bool)
 	ByHost(host string) (*registry.Target, int32, error)
+	// Tombstone returns what is left of a recently deleted ElastiService.
+	Tombstone(namespace, name string) (*registry.Target, bool)
 }
 
 // Route finds the request's target from X-Elasti-Target, or else from its Host, and strips

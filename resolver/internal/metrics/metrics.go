@@ -16,7 +16,10 @@ const (
 	OutcomeQueueFull = "queue_full" // 503: the target's or the global queue was full
 	OutcomeTimeout   = "timeout"    // 504: held past the hold timeout
 	OutcomeCancelled = "cancelled"  // the caller went away while held
-	OutcomeGone      = "gone"       // the ElastiService was deleted while held
+	OutcomeGone      = "gone"       // 503: the ElastiService was deleted while held, and no tombstone
+	// OutcomeGoneForwarded: the ElastiService was deleted within the grace period; the request
+	// went to the public Service, which points at the target's pods again.
+	OutcomeGoneForwarded = "gone_forwarded"
 )
 
 // Results of a wake signal, the result label of WakeSignals.
@@ -52,7 +55,7 @@ func New() *Metrics {
 		}),
 		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "responses_total",
-			Help: "Responses by status class (1xx..5xx) and outcome (passed, replayed, probe, queue_full, timeout, cancelled, gone).",
+			Help: "Responses by status class (1xx..5xx) and outcome (passed, replayed, probe, queue_full, timeout, cancelled, gone, gone_forwarded).",
 		}, []string{"namespace", "name", "class", "outcome"}),
 		HoldDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    prefix + "hold_duration_seconds",

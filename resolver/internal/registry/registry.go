@@ -40,6 +40,12 @@ type Target struct {
 	Probes []v1alpha1.ProbeResponse
 	// Ports of the private Service, in its order; empty until the Service is seen.
 	Ports []Port
+	// Serving says the ElastiService is in Serve mode: callers still reaching the resolver
+	// are on a connection or route from before the switch.
+	Serving bool
+	// Gone marks a tombstone: the ElastiService was deleted, its routes are restored and its
+	// private Service may be gone, so requests go to the public Service.
+	Gone bool
 }
 
 // Key is "namespace/name" of the ElastiService.
@@ -82,9 +88,20 @@ var (
 	ErrAmbiguous   = errors.New("several ElastiServices serve this Service name")
 )
 
-// Forgetter releases what other parts of the resolver keep for a target that is gone.
+// Forgetter releases what other parts of the resolver keep for a target that is gone. It runs
+// when the target goes away, and again with its tombstone (Gone set) when the grace period ends.
 type Forgetter interface {
 	Forget(t *Target)
+}
+
+// DefaultGrace is how long a deleted ElastiService's tombstone lasts unless SetGrace changes it.
+const DefaultGrace = 10 * time.Minute
+
+// tombstone is what is left of a deleted ElastiService: kube-proxy pins a caller's keep-alive
+// connection to a resolver pod, so requests keep arriving after the routes are restored.
+type tombstone struct {
+	t       *Target
+	expires time.Time
 }
 
 // Registry is the in-memory index of ElastiServices and their private Services' ports.
@@ -97,6 +114,12 @@ type Registry struct {
 	targets   map[types.NamespacedName]*Target
 	byService map[string][]types.NamespacedName // Service name -> ElastiServices, any namespace
 	ports     map[types.NamespacedName][]Port   // private Service -> ports
+	// lastPorts survives the private Service, which the controller deletes before it lets the
+	// ElastiService go, so a tombstone still knows the ports.
+	lastPorts map[types.NamespacedName][]Port // ElastiService -> last non-empty ports
+	tombs     map[types.NamespacedName]tombstone
+	grace     time.Duration
+	now       func() time.Time
 }
 
 // New returns an empty Registry for a cluster domain. forget, if not nil, is told about every
@@ -109,19 +132,46 @@ func New(domain string, forget Forgetter) *Registry {
 		targets:   map[types.NamespacedName]*Target{},
 		byService: map[string][]types.NamespacedName{},
 		ports:     map[types.NamespacedName][]Port{},
+		lastPorts: map[types.NamespacedName][]Port{},
+		tombs:     map[types.NamespacedName]tombstone{},
+		grace:     DefaultGrace,
+		now:       time.Now,
 	}
 }
 
-// ByKey returns the target of the ElastiService namespace/name.
-func (r *Registry) ByKey(namespace, name string) (*Target, bool) {
+// SetGrace sets how long a deleted ElastiService still resolves, as a tombstone; 0 keeps none.
+func (r *Registry) SetGrace(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.grace = d
+}
+
+// Tombstone returns the tombstone of the ElastiService namespace/name, if it was deleted or
+// renamed its Service within the grace period.
+func (r *Registry) Tombstone(namespace, name string) (*Target, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	tb, ok := r.tombs[types.NamespacedName{Namespace: namespace, Name: name}]
+	if !ok || !r.now().Before(tb.expires) {
+		return nil, false
+	}
+	return tb.t, true
+}
+
+// ByKey returns the target of the ElastiService namespace/name, or its tombstone.
+func (r *Registry) ByKey(namespace, name string) (*Target, bool) {
+	r.mu.RLock()
 	t, ok := r.targets[types.NamespacedName{Namespace: namespace, Name: name}]
-	return t, ok
+	r.mu.RUnlock()
+	if ok {
+		return t, true
+	}
+	return r.Tombstone(namespace, name)
 }
 
 // ByHost finds the target whose spec.service a Host names, and the port the Host names (0 if
-// none). A bare Service name matches only when one ElastiService in the cluster has it.
+// none). A bare Service name matches only when one ElastiService in the cluster has it. Live
+// ElastiServices are searched first, then tombstones.
 func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	h, ok := ParseHost(host, r.domain)
 	if !ok {
@@ -129,9 +179,30 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	found, err := match(h, r.byService[h.Service], func(key types.NamespacedName) *Target { return r.targets[key] })
+	if errors.Is(err, ErrUnknownHost) && len(r.tombs) > 0 {
+		// Tombstones are few and short-lived, so a scan is cheap.
+		var keys []types.NamespacedName
+		now := r.now()
+		for key, tb := range r.tombs {
+			if tb.t.Service == h.Service && now.Before(tb.expires) {
+				keys = append(keys, key)
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		found, err = match(h, keys, func(key types.NamespacedName) *Target { return r.tombs[key].t })
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return found, h.Port, nil
+}
+
+// match picks the one target among keys in the Host's namespace, or says why there is none.
+func match(h HostName, keys []types.NamespacedName, target func(types.NamespacedName) *Target) (*Target, error) {
 	var found *Target
 	var namespaces []string
-	for _, key := range r.byService[h.Service] {
+	for _, key := range keys {
 		if h.Namespace != "" && key.Namespace != h.Namespace {
 			continue
 		}
@@ -139,18 +210,18 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 			namespaces = append(namespaces, key.Namespace)
 			continue
 		}
-		found = r.targets[key]
+		found = target(key)
 		namespaces = append(namespaces, key.Namespace)
 	}
 	switch {
 	case found == nil:
-		return nil, 0, ErrUnknownHost
+		return nil, ErrUnknownHost
 	case len(namespaces) > 1:
 		sort.Strings(namespaces)
-		return nil, 0, fmt.Errorf("%w %q in namespaces %s: use %s.<namespace> as the host", ErrAmbiguous,
+		return nil, fmt.Errorf("%w %q in namespaces %s: use %s.<namespace> as the host", ErrAmbiguous,
 			h.Service, strings.Join(namespaces, ", "), h.Service)
 	}
-	return found, h.Port, nil
+	return found, nil
 }
 
 // Len is the number of known ElastiServices.
@@ -164,10 +235,16 @@ func (r *Registry) Len() int {
 func (r *Registry) UpsertElastiService(es *v1alpha1.ElastiService) {
 	key := types.NamespacedName{Namespace: es.Namespace, Name: es.Name}
 	r.mu.Lock()
+	expired := r.expire()
 	var stale *Target
 	if old, ok := r.specs[key]; ok && old.Spec.Service != es.Spec.Service {
+		// The old Service's routes are restored; callers pinned to it resolve to a tombstone.
 		r.unindex(key, old.Spec.Service)
 		stale = r.targets[key]
+		r.bury(key, stale)
+	}
+	if tb, ok := r.tombs[key]; ok && tb.t.Service == es.Spec.Service {
+		delete(r.tombs, key) // re-created: the live target wins
 	}
 	r.specs[key] = es
 	if !slices.Contains(r.byService[es.Spec.Service], key) {
@@ -175,6 +252,7 @@ func (r *Registry) UpsertElastiService(es *v1alpha1.ElastiService) {
 	}
 	r.targets[key] = r.build(es)
 	r.mu.Unlock()
+	r.forgetAll(expired)
 	if stale != nil && r.forget != nil {
 		r.forget.Forget(stale)
 	}
@@ -184,15 +262,61 @@ func (r *Registry) UpsertElastiService(es *v1alpha1.ElastiService) {
 func (r *Registry) DeleteElastiService(namespace, name string) {
 	key := types.NamespacedName{Namespace: namespace, Name: name}
 	r.mu.Lock()
+	expired := r.expire()
 	old, ok := r.specs[key]
 	t := r.targets[key]
 	if ok {
 		r.unindex(key, old.Spec.Service)
+		// Buried before Forget releases held requests, so they find the tombstone.
+		r.bury(key, t)
 		delete(r.specs, key)
 		delete(r.targets, key)
 	}
 	r.mu.Unlock()
+	r.forgetAll(expired)
 	if ok && r.forget != nil {
+		r.forget.Forget(t)
+	}
+}
+
+// bury records a tombstone for t, the last live target of key; r.mu must be held.
+func (r *Registry) bury(key types.NamespacedName, t *Target) {
+	last := r.lastPorts[key]
+	delete(r.lastPorts, key) // the next target of key may have another backend
+	if r.grace <= 0 || t == nil {
+		return
+	}
+	g := *t
+	g.Gone, g.Serving = true, false
+	if len(g.Ports) == 0 {
+		g.Ports = last
+	}
+	r.tombs[key] = tombstone{t: &g, expires: r.now().Add(r.grace)}
+}
+
+// expire drops tombstones past their grace period and returns those whose ElastiService is
+// not live again, for forgetAll; r.mu must be held. It runs on every write, so tombstones
+// never outnumber the deletions of one grace period plus those since the last write.
+func (r *Registry) expire() []*Target {
+	var out []*Target
+	now := r.now()
+	for key, tb := range r.tombs {
+		if now.Before(tb.expires) {
+			continue
+		}
+		delete(r.tombs, key)
+		if _, live := r.targets[key]; !live {
+			out = append(out, tb.t)
+		}
+	}
+	return out
+}
+
+func (r *Registry) forgetAll(ts []*Target) {
+	if r.forget == nil {
+		return
+	}
+	for _, t := range ts {
 		r.forget.Forget(t)
 	}
 }
@@ -213,6 +337,8 @@ func (r *Registry) DeleteService(namespace, name string) {
 
 func (r *Registry) setPorts(key types.NamespacedName, ports []Port) {
 	r.mu.Lock()
+	expired := r.expire()
+	defer r.forgetAll(expired)
 	defer r.mu.Unlock()
 	if ports == nil {
 		delete(r.ports, key)
@@ -245,6 +371,10 @@ func (r *Registry) build(es *v1alpha1.ElastiService) *Target {
 		Backend:   backend,
 		Probes:    es.Spec.ProbeResponses,
 		Ports:     r.ports[backend],
+		Serving:   es.Status.Mode == v1alpha1.ModeServe,
+	}
+	if len(t.Ports) > 0 {
+		r.lastPorts[types.NamespacedName{Namespace: es.Namespace, Name: es.Name}] = t.Ports
 	}
 	if q := es.Spec.Queue; q != nil {
 		if q.MaxPending != nil {

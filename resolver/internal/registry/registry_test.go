@@ -2,6 +2,8 @@ package registry
 
 import (
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,6 +123,7 @@ func TestByHost(t *testing.T) {
 func TestRegistryLifecycle(t *testing.T) {
 	var f forgot
 	r := New("cluster.local", &f)
+	r.SetGrace(0) // no tombstone: TestTombstone covers them
 	e := es("shop", "app-es", "app")
 	e.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: ptr.To[int32](7), HoldTimeout: &metav1.Duration{Duration: 3 * time.Second}}
 	r.UpsertElastiService(e)
@@ -175,5 +178,197 @@ func TestPortFor(t *testing.T) {
 				t.Errorf("PortFor(%d, %d) = %+v, want %+v", tc.route, tc.host, got, tc.want)
 			}
 		})
+	}
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// forgotTargets records every target forgotten, tombstones included.
+type forgotTargets []*Target
+
+func (f *forgotTargets) Forget(t *Target) { *f = append(*f, t) }
+
+func TestTombstone(t *testing.T) {
+	private := func(ns, name string, ports ...int32) *corev1.Service {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		for _, p := range ports {
+			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "p" + strconv.Itoa(int(p)), Port: p})
+		}
+		return svc
+	}
+	type lookup struct {
+		host, key string // one of the two
+		wantKey   string // empty: not found
+		wantGone  bool
+		wantPort  int32 // PortFor(0, Host port)
+		wantErr   error
+	}
+	tests := map[string]struct {
+		setup func(r *Registry, c *clock)
+		grace time.Duration
+		look  []lookup
+	}{
+		"deleted resolves as gone by host and key": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.UpsertService(private("shop", "app-elasti-private", 8080))
+				r.DeleteElastiService("shop", "app-es")
+			},
+			look: []lookup{
+				{host: "app.shop.svc.cluster.local", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
+				{host: "app", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
+				{host: "app.shop:9000", wantKey: "shop/app-es", wantGone: true, wantPort: 9000},
+				{key: "shop/app-es", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
+				{host: "app.bank", wantErr: ErrUnknownHost},
+				{key: "bank/app-es"},
+			},
+		},
+		"ports survive the private Service deleted first": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.UpsertService(private("shop", "app-elasti-private", 81, 80))
+				r.DeleteService("shop", "app-elasti-private")
+				r.DeleteElastiService("shop", "app-es")
+			},
+			look: []lookup{{host: "app.shop", wantKey: "shop/app-es", wantGone: true, wantPort: 80}},
+		},
+		"expired": {
+			setup: func(r *Registry, c *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				c.t = c.t.Add(10 * time.Minute)
+			},
+			look: []lookup{{host: "app.shop", wantErr: ErrUnknownHost}, {key: "shop/app-es"}},
+		},
+		"not yet expired": {
+			setup: func(r *Registry, c *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				c.t = c.t.Add(10*time.Minute - time.Second)
+			},
+			look: []lookup{{host: "app.shop", wantKey: "shop/app-es", wantGone: true, wantPort: 80}},
+		},
+		"grace zero keeps none": {
+			grace: -1,
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+			},
+			look: []lookup{{host: "app.shop", wantErr: ErrUnknownHost}, {key: "shop/app-es"}},
+		},
+		"re-created wins": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+			},
+			look: []lookup{{host: "app.shop", wantKey: "shop/app-es", wantPort: 80}, {key: "shop/app-es", wantKey: "shop/app-es", wantPort: 80}},
+		},
+		"live in another namespace wins a short host": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.UpsertElastiService(es("bank", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+			},
+			look: []lookup{
+				{host: "app", wantKey: "bank/app-es", wantPort: 80},
+				{host: "app.shop", wantKey: "shop/app-es", wantGone: true, wantPort: 80},
+			},
+		},
+		"two tombstones are ambiguous for a short host": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.UpsertElastiService(es("bank", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				r.DeleteElastiService("bank", "app-es")
+			},
+			look: []lookup{{host: "app", wantErr: ErrAmbiguous}, {host: "app.bank", wantKey: "bank/app-es", wantGone: true, wantPort: 80}},
+		},
+		"renamed Service leaves a tombstone for the old one": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "old"))
+				r.UpsertElastiService(es("shop", "app-es", "new"))
+			},
+			look: []lookup{
+				{host: "old.shop", wantKey: "shop/app-es", wantGone: true, wantPort: 80},
+				{host: "new.shop", wantKey: "shop/app-es", wantPort: 80},
+				{key: "shop/app-es", wantKey: "shop/app-es", wantPort: 80},
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := &clock{t: time.Unix(1e9, 0)}
+			r := New("cluster.local", nil)
+			r.now = c.now
+			if tc.grace != 0 {
+				r.SetGrace(max(tc.grace, 0))
+			}
+			tc.setup(r, c)
+			for _, l := range tc.look {
+				var got *Target
+				var port int32
+				var err error
+				if l.host != "" {
+					got, port, err = r.ByHost(l.host)
+				} else {
+					ns, n, _ := strings.Cut(l.key, "/")
+					var ok bool
+					if got, ok = r.ByKey(ns, n); !ok {
+						got = nil
+					}
+				}
+				if !errors.Is(err, l.wantErr) {
+					t.Fatalf("lookup %+v: error = %v, want %v", l, err, l.wantErr)
+				}
+				if l.wantKey == "" {
+					if got != nil {
+						t.Errorf("lookup %+v found %s, want nothing", l, got.Key())
+					}
+					continue
+				}
+				if got == nil {
+					t.Fatalf("lookup %+v found nothing, want %s", l, l.wantKey)
+				}
+				if got.Key() != l.wantKey || got.Gone != l.wantGone {
+					t.Errorf("lookup %+v = %s gone=%v; want %s gone=%v", l, got.Key(), got.Gone, l.wantKey, l.wantGone)
+				}
+				if p := got.PortFor(0, port).Port; p != l.wantPort {
+					t.Errorf("lookup %+v: port %d, want %d", l, p, l.wantPort)
+				}
+			}
+		})
+	}
+}
+
+// An expired tombstone is dropped at the next write and forgotten once more, so the metric
+// series its requests added go too; a live target of the same key is never forgotten.
+func TestTombstoneExpiryForgets(t *testing.T) {
+	var f forgotTargets
+	c := &clock{t: time.Unix(1e9, 0)}
+	r := New("cluster.local", &f)
+	r.now = c.now
+	r.UpsertElastiService(es("shop", "app-es", "app"))
+	r.UpsertElastiService(es("shop", "web-es", "web"))
+	r.DeleteElastiService("shop", "app-es")
+	r.UpsertElastiService(es("shop", "web-es", "web2")) // a tombstone for web, web-es still live
+	if len(f) != 2 || f[0].Gone || f[1].Gone {
+		t.Fatalf("forgotten = %v, want the two live targets", f)
+	}
+	if tb, ok := r.Tombstone("shop", "app-es"); !ok || !tb.Gone || tb.Service != "app" {
+		t.Fatalf("Tombstone = %+v, %v; want app, gone", tb, ok)
+	}
+	c.t = c.t.Add(DefaultGrace)
+	if _, ok := r.Tombstone("shop", "app-es"); ok {
+		t.Error("Tombstone still found after the grace period")
+	}
+	r.DeleteService("shop", "unrelated") // any write sweeps
+	if len(f) != 3 || !f[2].Gone || f[2].Key() != "shop/app-es" {
+		t.Errorf("forgotten after expiry = %v, want the app-es tombstone once more (and not web-es, which is live)", f)
+	}
+	if len(r.tombs) != 0 {
+		t.Errorf("%d tombstones left after expiry, want 0", len(r.tombs))
 	}
 }

@@ -159,7 +159,9 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		var err error
 		Eventually(done).Should(Receive(&err))
 		Expect(errors.Is(err, throttler.ErrGone)).To(BeTrue())
-		_, ok := reg.ByKey(ns, "gone-es")
-		Expect(ok).To(BeFalse())
+		// What is left is a tombstone, which sends late requests to the public Service.
+		g, ok := reg.ByKey(ns, "gone-es")
+		Expect(ok).To(BeTrue())
+		Expect(g.Gone).To(BeTrue())
 	})
 })

@@ -42,7 +42,11 @@ func TestSources(t *testing.T) {
 // forgetThrottler releases a deleted target's waiters, as the resolver's main does.
 type forgetThrottler struct{}
 
-func (forgetThrottler) Forget(t *registry.Target) { thr.Forget(t.Backend) }
+func (forgetThrottler) Forget(t *registry.Target) {
+	if !t.Gone {
+		thr.Forget(t.Backend)
+	}
+}
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
