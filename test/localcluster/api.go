@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -91,6 +92,12 @@ func (c *Cluster) HTTPClient() *http.Client {
 		Transport:     &http.Transport{DialContext: c.o.DialContext, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// DialContext connects from inside the namespace, resolving names with the cluster's DNS. Use
+// it for clients other than HTTP, e.g. grpc.WithContextDialer or a WebSocket dialer's transport.
+func (c *Cluster) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return c.o.DialContext(ctx, network, addr)
 }
 
 // Command returns a command that runs inside the namespace with KUBECONFIG and PATH set to the
