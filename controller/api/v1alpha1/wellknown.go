@@ -54,5 +54,11 @@ func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 // slices.
 const LabelComponent = "elasti.dev/component"
 
-// ComponentResolver is the LabelComponent value of the resolver's Service.
-const ComponentResolver = "resolver"
+// LabelComponent values. The resolver selects private Services (and, through the label the
+// EndpointSlice controller copies, their slices) by ComponentPrivateService.
+const (
+	ComponentResolver       = "resolver"
+	ComponentPrivateService = "private-service"
+	ComponentResolverSlice  = "resolver-slice"
+	ComponentReplayRoute    = "replay-route"
+)

@@ -19,11 +19,11 @@ import (
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
-// Component values of v1alpha1.LabelComponent.
+// Component values of v1alpha1.LabelComponent, re-exported for the controller's packages.
 const (
-	ComponentPrivateService = "private-service"
-	ComponentResolverSlice  = "resolver-slice"
-	ComponentReplayRoute    = "replay-route"
+	ComponentPrivateService = v1alpha1.ComponentPrivateService
+	ComponentResolverSlice  = v1alpha1.ComponentResolverSlice
+	ComponentReplayRoute    = v1alpha1.ComponentReplayRoute
 )
 
 func labels(es *v1alpha1.ElastiService, component string) map[string]string {

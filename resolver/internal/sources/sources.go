@@ -22,7 +22,7 @@ import (
 
 // ComponentPrivateService is the elasti.dev/component value the controller puts on private
 // Services; the EndpointSlice controller copies it to their slices.
-const ComponentPrivateService = "private-service"
+const ComponentPrivateService = v1alpha1.ComponentPrivateService
 
 // CacheOptions restricts the cache to elasti's private Services and their slices, and to the
 // given namespaces (a comma-separated list; empty means all).
