@@ -127,7 +127,7 @@ test-chart: $(HELM) ## helm lint, and template tests for each values option.
 	$(HELM) lint --strict charts/elasti
 	HELM=$(HELM) $(GO) test -count=1 -tags chart ./test/chart/
 
-E2E_BIN := $(CACHE)/bin/e2e.test
+E2E_BIN ?= $(CACHE)/bin/e2e.test
 
 .PHONY: test-e2e
 test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cluster in its own network namespace (needs root).
@@ -164,7 +164,10 @@ COREDNS_VERSION ?= v1.15.0
 CLUSTER_TOOLS := $(addprefix $(CLUSTER_BIN)/,kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns pilot-discovery xdsprobe)
 ELASTI_CLUSTER := $(CACHE)/bin/elasti-cluster
 ISTIO_CRDS = $(shell $(GO) list -m -f '{{.Dir}}' istio.io/api)/kubernetes/customresourcedefinitions.gen.yaml
-CLUSTER = $(ELASTI_CLUSTER) -dir $(CACHE)/cluster -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
+# Override CLUSTER_DIR and CLUSTER_NETNS to run a second cluster beside the first.
+CLUSTER_DIR ?= $(CACHE)/cluster
+CLUSTER_NETNS ?= elasti
+CLUSTER = $(ELASTI_CLUSTER) -dir $(CLUSTER_DIR) -netns $(CLUSTER_NETNS) -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
 
 DEBIAN_PACKAGES := containerd runc containernetworking-plugins iptables conntrack prometheus curl
 
@@ -211,16 +214,16 @@ demo: cluster-tools images $(HELM) ## The main job: a local cluster with elasti 
 	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates a network namespace, a bridge, iptables rules, mounts and cgroups"; exit 1; }
 	-$(CLUSTER) down >/dev/null 2>&1
 	$(CLUSTER) up
-	mkdir -p $(CACHE)/cluster/run/prometheus
-	printf 'global: {scrape_interval: 5s}\nscrape_configs: [{job_name: prometheus, static_configs: [{targets: ["10.200.0.1:9090"]}]}]\n' > $(CACHE)/cluster/run/prometheus/prometheus.yml
-	$(CLUSTER) exec -- sh -c 'setsid prometheus --config.file=$(CACHE)/cluster/run/prometheus/prometheus.yml \
-		--storage.tsdb.path=$(CACHE)/cluster/run/prometheus/data --web.listen-address=10.200.0.1:9090 \
-		> $(CACHE)/cluster/run/logs/prometheus.log 2>&1 < /dev/null & echo $$! > $(CACHE)/cluster/run/pids/prometheus.pid'
+	mkdir -p $(CLUSTER_DIR)/run/prometheus
+	printf 'global: {scrape_interval: 5s}\nscrape_configs: [{job_name: prometheus, static_configs: [{targets: ["10.200.0.1:9090"]}]}]\n' > $(CLUSTER_DIR)/run/prometheus/prometheus.yml
+	$(CLUSTER) exec -- sh -c 'setsid prometheus --config.file=$(CLUSTER_DIR)/run/prometheus/prometheus.yml \
+		--storage.tsdb.path=$(CLUSTER_DIR)/run/prometheus/data --web.listen-address=10.200.0.1:9090 \
+		> $(CLUSTER_DIR)/run/logs/prometheus.log 2>&1 < /dev/null & echo $$! > $(CLUSTER_DIR)/run/pids/prometheus.pid'
 	HELM=$(HELM) KUBECTL=$(CLUSTER_BIN)/kubectl $(CLUSTER) exec -- test/demo/demo.sh
 	@echo
-	@echo "The cluster is still running, in network namespace 'elasti'. Use it with:"
+	@echo "The cluster is still running, in network namespace $(CLUSTER_NETNS). Use it with:"
 	@echo "  $(CLUSTER) exec -- $(CLUSTER_BIN)/kubectl get elastiservices -A"
-	@echo "  (or: nsenter --net=/var/run/netns/elasti kubectl --kubeconfig $(CACHE)/cluster/run/pki/admin.kubeconfig ...)"
+	@echo "  (or: nsenter --net=/var/run/netns/$(CLUSTER_NETNS) kubectl --kubeconfig $(CLUSTER_DIR)/run/pki/admin.kubeconfig ...)"
 	@echo "Stop it with: make demo-down"
 
 .PHONY: demo-down
