@@ -128,6 +128,8 @@ test-chart: $(HELM) ## helm lint, and template tests for each values option.
 	HELM=$(HELM) $(GO) test -count=1 -tags chart ./test/chart/
 
 E2E_BIN ?= $(CACHE)/bin/e2e.test
+# E2E_ARGS passes Ginkgo flags to the suite, e.g. E2E_ARGS='-ginkgo.label-filter=istio'.
+E2E_ARGS ?=
 
 .PHONY: test-e2e
 test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cluster in its own network namespace (needs root).
@@ -135,7 +137,7 @@ test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cl
 	$(GO) test -c -tags e2e -o $(E2E_BIN) ./test/e2e
 	-$(CLUSTER) down >/dev/null 2>&1
 	$(CLUSTER) up
-	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout 40m -ginkgo.v || status=$$?; \
+	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout 40m -ginkgo.v $(E2E_ARGS) || status=$$?; \
 		$(CLUSTER) down; exit $$status
 
 .PHONY: test-smoke
