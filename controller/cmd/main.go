@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	elasticontroller "github.com/elasti-dev/elasti/controller"
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
@@ -133,8 +134,7 @@ func run() error {
 		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
 	}
 
-	metrics.Registry.MustRegister(activity.Collectors()...)
-	metrics.Registry.MustRegister(reconciler.Collectors()...)
+	metrics.Registry.MustRegister(elasticontroller.Collectors()...)
 	store := activity.NewStore()
 	events := make(chan event.GenericEvent, 1024)
 	var auth activity.Authenticator
