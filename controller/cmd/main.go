@@ -56,6 +56,8 @@ type options struct {
 	concurrency                          int
 	qps                                  float64
 	burst                                int
+	uninstall                            bool
+	uninstallTimeout                     time.Duration
 }
 
 func run() error {
@@ -76,12 +78,17 @@ func run() error {
 	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Sustained requests per second to the API server.")
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of requests to the API server.")
+	flag.BoolVar(&o.uninstall, "uninstall", false, "Delete every ElastiService in the watched namespaces, wait until the running controller has finalized them, and exit. The chart's pre-delete hook runs this.")
+	flag.DurationVar(&o.uninstallTimeout, "uninstall-timeout", 4*time.Minute, "With --uninstall, how long to wait for the finalizers before failing.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+	if o.uninstall {
+		return runUninstall(o, log)
+	}
 	log.Info("starting elasti-controller", "version", version.Version)
 
 	resolverNS, resolverName, ok := strings.Cut(o.resolverService, "/")
