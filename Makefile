@@ -123,9 +123,9 @@ $(ENVTEST_ASSETS)/etcd:
 	mv $@.tmp $@
 
 .PHONY: test-chart
-test-chart: $(HELM) ## helm lint, and template tests for each values option.
+test-chart: $(HELM) $(KUSTOMIZE) ## helm lint, template tests for each values option, and kustomize build of config/.
 	$(HELM) lint --strict charts/elasti
-	HELM=$(HELM) $(GO) test -count=1 -tags chart ./test/chart/
+	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -tags chart ./test/chart/
 
 E2E_BIN ?= $(CACHE)/bin/e2e.test
 # E2E_ARGS passes Ginkgo flags to the suite, e.g. E2E_ARGS='-ginkgo.label-filter=istio'.
