@@ -5,10 +5,7 @@
 package chart
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +15,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/elasti-dev/elasti/internal/manifest"
 )
 
 func chartDir() string {
@@ -37,19 +35,9 @@ func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("helm template %v: %v\n%s", args, err, out)
 	}
-	var objs []*unstructured.Unstructured
-	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
+	objs, err := manifest.Decode(out)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return objs
 }
