@@ -4,6 +4,10 @@
 // VirtualService points at the resolver in Proxy mode and back at the target subset in Serve mode.
 //
 //	xdsprobe -namespace default -route 80 -host target.default.svc.cluster.local
+//	xdsprobe -type router -labels istio=ingressgateway -namespace gw -route http.80 -host shop.example.com
+//
+// The second form asks as a gateway proxy whose labels a Gateway's selector matches; its routes
+// are named http.<port> after the Gateway server's port.
 //
 // It must run where istiod's plain-text xDS port is reachable: inside the cluster's network
 // namespace (elasti-cluster exec -- xdsprobe ...).
@@ -46,17 +50,21 @@ type VirtualHost struct {
 	Routes  []Route  `json:"routes"`
 }
 
-// Route names its destination either as one cluster or as weighted clusters.
+// Route names its destination either as one cluster or as weighted clusters. Headers are the
+// request headers the route adds; Istio puts a lone destination's headers here.
 type Route struct {
 	Name     string            `json:"name,omitempty"`
 	Match    string            `json:"match"`
 	Clusters []WeightedCluster `json:"clusters"`
+	Headers  map[string]string `json:"headers,omitempty"`
 }
 
-// WeightedCluster is an Envoy cluster name such as outbound|80|live|target.default.svc.cluster.local.
+// WeightedCluster is an Envoy cluster name such as outbound|80|live|target.default.svc.cluster.local,
+// with the request headers added when a request takes it.
 type WeightedCluster struct {
-	Name   string `json:"name"`
-	Weight uint32 `json:"weight"`
+	Name    string            `json:"name"`
+	Weight  uint32            `json:"weight"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 func main() {
@@ -71,7 +79,9 @@ func run() error {
 	ns := flag.String("namespace", "default", "Namespace the pretend sidecar lives in.")
 	pod := flag.String("pod", "xdsprobe", "Pod name of the pretend sidecar.")
 	ip := flag.String("ip", "10.244.0.250", "Pod IP of the pretend sidecar.")
-	routes := flag.String("route", "80", "Comma-separated RDS route names (a sidecar's outbound routes are named by port).")
+	routes := flag.String("route", "80", "Comma-separated RDS route names (a sidecar's outbound routes are named by port, a gateway's http.<port>).")
+	typ := flag.String("type", "sidecar", "Proxy type: sidecar, or router for a gateway.")
+	labels := flag.String("labels", "", "Comma-separated k=v pod labels of the pretend proxy; a gateway's must match its Gateway's selector. Default app=<pod>.")
 	host := flag.String("host", "", "Print only virtual hosts with this domain, e.g. target.default.svc.cluster.local.")
 	timeout := flag.Duration("timeout", 15*time.Second, "Give up after this long.")
 	flag.Parse()
@@ -87,16 +97,31 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if *typ != "sidecar" && *typ != "router" {
+		return fmt.Errorf("-type must be sidecar or router, got %q", *typ)
+	}
+	podLabels := map[string]any{"app": *pod}
+	if *labels != "" {
+		podLabels = map[string]any{}
+		for _, kv := range strings.Split(*labels, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return fmt.Errorf("-labels: %q is not k=v", kv)
+			}
+			podLabels[k] = v
+		}
+	}
 	// istiod builds a proxy's view from the node id and this metadata; without NAMESPACE and
-	// CLUSTER_ID it treats the caller as an unknown workload.
+	// CLUSTER_ID it treats the caller as an unknown workload. A router's LABELS select its
+	// Gateways.
 	md, err := structpb.NewStruct(map[string]any{
 		"NAMESPACE": *ns, "NAME": *pod, "CLUSTER_ID": "Kubernetes", "ISTIO_VERSION": "1.31.0",
-		"INTERCEPTION_MODE": "REDIRECT", "LABELS": map[string]any{"app": *pod},
+		"INTERCEPTION_MODE": "REDIRECT", "LABELS": podLabels,
 	})
 	if err != nil {
 		return err
 	}
-	node := &corev3.Node{Id: fmt.Sprintf("sidecar~%s~%s.%s~%s.svc.cluster.local", *ip, *pod, *ns, *ns), Metadata: md}
+	node := &corev3.Node{Id: fmt.Sprintf("%s~%s~%s.%s~%s.svc.cluster.local", *typ, *ip, *pod, *ns, *ns), Metadata: md}
 	names := strings.Split(*routes, ",")
 	// Ask in Envoy's order, clusters then routes, so istiod has initialised the connection's push
 	// context before the route request.
@@ -141,17 +166,29 @@ func summarise(rc *routev3.RouteConfiguration, host string) RouteConfig {
 		}
 		v := VirtualHost{Name: vh.GetName(), Domains: slices.Clone(vh.GetDomains())}
 		for _, r := range vh.GetRoutes() {
-			rt := Route{Name: r.GetName(), Match: match(r.GetMatch())}
+			rt := Route{Name: r.GetName(), Match: match(r.GetMatch()), Headers: headers(r.GetRequestHeadersToAdd())}
 			a := r.GetRoute()
 			if c := a.GetCluster(); c != "" {
 				rt.Clusters = []WeightedCluster{{Name: c, Weight: 100}}
 			}
 			for _, wc := range a.GetWeightedClusters().GetClusters() {
-				rt.Clusters = append(rt.Clusters, WeightedCluster{Name: wc.GetName(), Weight: wc.GetWeight().GetValue()})
+				rt.Clusters = append(rt.Clusters, WeightedCluster{Name: wc.GetName(), Weight: wc.GetWeight().GetValue(),
+					Headers: headers(wc.GetRequestHeadersToAdd())})
 			}
 			v.Routes = append(v.Routes, rt)
 		}
 		out.VirtualHosts = append(out.VirtualHosts, v)
+	}
+	return out
+}
+
+func headers(opts []*corev3.HeaderValueOption) map[string]string {
+	if len(opts) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(opts))
+	for _, o := range opts {
+		out[o.GetHeader().GetKey()] = o.GetHeader().GetValue()
 	}
 	return out
 }
