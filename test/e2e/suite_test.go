@@ -92,7 +92,13 @@ var _ = BeforeSuite(func() {
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	prom = startFakeProm()
+	installElasti()
+})
 
+// installElasti installs (or upgrades) elasti from its chart; the uninstall scenario calls it
+// again so that the specs after it find elasti as the suite left it.
+func installElasti() {
+	GinkgoHelper()
 	By("installing elasti from its Helm chart, with the images built from the tree")
 	start := time.Now()
 	helm("upgrade", "--install", "elasti", filepath.Join(repo, "charts", "elasti"),
@@ -102,7 +108,7 @@ var _ = BeforeSuite(func() {
 		"--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods",
 		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug")
 	GinkgoWriter.Printf("elasti installed and ready in %s\n", time.Since(start).Round(100*time.Millisecond))
-})
+}
 
 var _ = AfterSuite(func() {
 	if prom != nil {
