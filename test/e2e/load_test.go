@@ -172,7 +172,7 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		spec.Volumes = []corev1.Volume{{Name: "ledger", VolumeSource: corev1.VolumeSource{
 			HostPath: &corev1.HostPathVolumeSource{Path: ledger, Type: ptr.To(corev1.HostPathDirectory)}}}}
 		c := &spec.Containers[0]
-		c.Env = []corev1.EnvVar{{Name: "LEDGER", Value: "/ledger/ids"}, {Name: "SHUTDOWN_DELAY", Value: "3s"}}
+		c.Env = []corev1.EnvVar{{Name: "LEDGER", Value: "/ledger/ids"}, {Name: "SHUTDOWN_DELAY", Value: "5s"}}
 		c.VolumeMounts = []corev1.VolumeMount{{Name: "ledger", MountPath: "/ledger"}}
 		Expect(k8s.Update(ctx, d)).To(Succeed())
 		// Each probe on a fresh connection with a short timeout: a SYN sent while kube-proxy
