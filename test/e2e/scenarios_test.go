@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/test/internal/fixture"
 )
 
 // app is the sample workload with its Service, a DestinationRule with a subset, a VirtualService
@@ -45,25 +46,7 @@ func deployApp(cooldown int32) *app {
 	a := &app{ns: fmt.Sprintf("e2e-%05d", rand.IntN(100000)), client: &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Minute}}
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}})).To(Succeed())
 	labels := map[string]string{"app": "shop", "version": "v1"}
-	Expect(k8s.Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: a.ns},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](2),
-					Containers: []corev1.Container{{
-						Name: "app", Image: "docker.io/elasti/sampleapp:dev", ImagePullPolicy: corev1.PullNever,
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {Name: "grpc", ContainerPort: 9090}},
-						ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
-							HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}},
-					}},
-				},
-			},
-		},
-	})).To(Succeed())
+	Expect(k8s.Create(ctx, fixture.SampleApp(a.ns, "shop", labels))).To(Succeed())
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: a.ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{

@@ -8,9 +8,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/test/internal/fixture"
 )
 
 var (
@@ -50,27 +48,14 @@ func TestE2E(t *testing.T) {
 // fakeProm answers elasti's trigger queries from the node address, which pods reach. Scenarios
 // that need a real Prometheus use Debian's; the ones here only need to say "active" or "idle".
 type fakeProm struct {
-	srv    *http.Server
-	active atomic.Bool
-	URL    string
+	*fixture.Prom
+	active *atomic.Bool
 }
 
 func startFakeProm() *fakeProm {
-	p := &fakeProm{}
-	lis, err := net.Listen("tcp", "10.200.0.1:0")
+	p, err := fixture.StartProm(fixture.NodeIP + ":0")
 	Expect(err).NotTo(HaveOccurred())
-	p.URL = "http://" + lis.Addr().String()
-	p.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		result := ""
-		if p.active.Load() {
-			now := float64(time.Now().UnixMilli()) / 1000
-			result = fmt.Sprintf(`{"metric":{},"value":[%.3f,"%.3f"]}`, now, now)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[%s]}}`, result)
-	})}
-	go func() { _ = p.srv.Serve(lis) }()
-	return p
+	return &fakeProm{Prom: p, active: &p.Active}
 }
 
 func helm(args ...string) string {
@@ -112,6 +97,6 @@ func installElasti() {
 
 var _ = AfterSuite(func() {
 	if prom != nil {
-		_ = prom.srv.Close()
+		_ = prom.Close()
 	}
 })
