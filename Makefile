@@ -148,11 +148,23 @@ test-smoke: cluster-tools images ## The harness alone: its own cluster (netns el
 ##@ Benchmark
 
 .PHONY: bench
-bench: bench-controller bench-resolver ## Run every benchmark and print its figures (see docs/benchmarks.md).
+bench: bench-controller bench-resolver bench-coldstart ## Run every benchmark and print its figures (see docs/benchmarks.md).
 
 .PHONY: bench-resolver
 bench-resolver: ## Resolver: warm pass-through vs direct, 10,000 held at zero, wake-path latency (loadgen as its own process).
 	$(GO) run ./resolver/bench
+
+# COLDSTART_ARGS passes flags to test/bench/coldstart, e.g. COLDSTART_ARGS='-runs 7'.
+COLDSTART_ARGS ?=
+
+.PHONY: bench-coldstart
+bench-coldstart: cluster-tools images $(HELM) ## Cold start on a real local cluster: one request and 100 at zero through elasti vs scaling directly (needs root).
+	@[ "$$(id -u)" = 0 ] || { echo "make bench-coldstart needs root: it starts a local cluster (network namespace, bridge, iptables, mounts, cgroups)"; exit 1; }
+	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/coldstart-$(CLUSTER_NETNS) ./test/bench/coldstart
+	-$(CLUSTER) down >/dev/null 2>&1
+	$(CLUSTER) up
+	status=0; $(CLUSTER) exec -- $(CACHE)/bin/coldstart-$(CLUSTER_NETNS) -helm $(HELM) -chart $(CURDIR)/charts/elasti $(COLDSTART_ARGS) || status=$$?; \
+		$(CLUSTER) down; exit $$status
 
 .PHONY: bench-controller
 bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on envtest; idle reconciles per minute.

@@ -1,0 +1,553 @@
+// Command coldstart measures a cold start through elasti on the local cluster, against the
+// baseline a user has without it: scale the same Deployment from zero directly and poll its
+// Service until the first 200.
+//
+//	(a) one request at zero through elasti: from sending it to its answer
+//	(b) 100 concurrent requests at zero through elasti: from sending them to the slowest answer
+//	baseline: from the scale-up to the first 200 of a poll every 20 ms, on a fresh connection each
+//
+// Runs are interleaved (a, baseline, b, baseline, ...), each from a true zero: no pod left and
+// callers' routes settled. It installs elasti's chart with helm, so it runs inside the cluster's
+// network namespace: `make bench-coldstart` starts a cluster, runs it there and tears down.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/test/internal/fixture"
+)
+
+const (
+	ns      = "coldstart"
+	app     = "app"
+	direct  = "app-direct" // a plain Service on the same pods: the baseline's callers
+	private = "app-elasti-private"
+)
+
+type options struct {
+	runs     int
+	burst    int
+	poll     time.Duration
+	cooldown int
+	chart    string
+	helm     string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.runs, "runs", 5, "Runs of each of (a) and (b); the baseline runs twice as often, once before each.")
+	flag.IntVar(&o.burst, "burst", 100, "Concurrent requests of (b).")
+	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "Baseline poll interval.")
+	flag.IntVar(&o.cooldown, "cooldown", 2, "ElastiService cooldown in seconds: how soon the target goes back to zero between runs.")
+	flag.StringVar(&o.chart, "chart", "charts/elasti", "Path of elasti's chart.")
+	flag.StringVar(&o.helm, "helm", os.Getenv("HELM"), "helm binary.")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "coldstart:", err)
+		os.Exit(1)
+	}
+}
+
+// bench is the benchmark's view of the cluster.
+type bench struct {
+	o         options
+	k8s       client.WithWatch
+	prom      *fixture.Prom
+	publicURL string
+	directURL string
+	tl        *timeline
+}
+
+func run(o options) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return err
+	}
+	scheme := kruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	b := &bench{o: o, k8s: c}
+	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d, %s, load average %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadavg())
+
+	if o.helm == "" {
+		return errors.New("-helm (or HELM) must name the helm binary")
+	}
+	start := time.Now()
+	// As the e2e tier installs it: no sidecar can run here, so replays go straight to pod IPs.
+	out, err := exec.CommandContext(ctx, o.helm, "upgrade", "--install", "elasti", o.chart,
+		"--namespace", "elasti-system", "--create-namespace", "--wait", "--timeout", "3m",
+		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
+		"--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods",
+		"--set", "controller.drainDelay=2s").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("helm install: %w: %s", err, out)
+	}
+	fmt.Printf("elasti installed in %s\n", time.Since(start).Round(100*time.Millisecond))
+
+	if b.prom, err = fixture.StartProm(fixture.NodeIP + ":0"); err != nil {
+		return err
+	}
+	defer b.prom.Close()
+	if err := b.deploy(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		_ = c.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}()
+	b.tl = watchTimeline(ctx, c)
+
+	// Per kind: the answer, and when the target's endpoint was seen ready (the floor any caller
+	// could reach: readiness, as the API server publishes it).
+	var single, burst, base, singleReady, burstReady, baseReady []time.Duration
+	for i := range o.runs {
+		for _, kind := range []string{"a", "baseline", "b", "baseline"} {
+			if err := b.toZero(ctx); err != nil {
+				return fmt.Errorf("run %d %s: %w", i+1, kind, err)
+			}
+			var d time.Duration
+			var t0 time.Time
+			switch kind {
+			case "a":
+				t0, d, err = b.elasti(ctx, 1, fmt.Sprintf("a%d", i))
+				single = append(single, d)
+			case "b":
+				t0, d, err = b.elasti(ctx, o.burst, fmt.Sprintf("b%d", i))
+				burst = append(burst, d)
+			default:
+				t0, d, err = b.baseline(ctx)
+				base = append(base, d)
+			}
+			if err != nil {
+				return fmt.Errorf("run %d %s: %w", i+1, kind, err)
+			}
+			ready := b.tl.first(t0, readyStep(kind == "baseline"))
+			switch kind {
+			case "a":
+				singleReady = append(singleReady, ready)
+			case "b":
+				burstReady = append(burstReady, ready)
+			default:
+				baseReady = append(baseReady, ready)
+			}
+			fmt.Printf("run %d %-8s %6d ms   %s\n", i+1, kind, d.Milliseconds(), b.tl.since(t0, d, kind == "baseline"))
+		}
+	}
+
+	mb, ma, mbu := median(base), median(single), median(burst)
+	fmt.Printf("\n%-36s %s\n", "", "median   (endpoint ready)   runs")
+	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", fmt.Sprintf("baseline: scale, poll every %s", o.poll), mb.Milliseconds(), median(baseReady).Milliseconds(), ms(base))
+	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", "(a) one request at zero", ma.Milliseconds(), median(singleReady).Milliseconds(), ms(single))
+	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", fmt.Sprintf("(b) slowest of %d at zero", o.burst), mbu.Milliseconds(), median(burstReady).Milliseconds(), ms(burst))
+	ra, rb := float64(ma)/float64(mb), float64(mbu)/float64(mb)
+	fmt.Printf("ratio (a) %.3f (goal <= 1.05: %s); ratio (b) %.3f (goal <= 1.10: %s)\n", ra, verdict(ra <= 1.05), rb, verdict(rb <= 1.10))
+	// The baseline's first 200 waits for kube-proxy to program the ready endpoint; elasti's
+	// replay (upstream=pods) does not. Against the endpoint-ready floor instead:
+	fmt.Printf("after the endpoint was ready: baseline median %d ms, (a) %d ms, (b) %d ms\n",
+		median(minus(base, baseReady)).Milliseconds(), median(minus(single, singleReady)).Milliseconds(), median(minus(burst, burstReady)).Milliseconds())
+	fmt.Printf("load average at the end %s\n", loadavg())
+	return nil
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// deploy creates the sample app, its public Service with an ElastiService, and a plain Service
+// on the same pods, and waits until the app answers.
+func (b *bench) deploy(ctx context.Context) error {
+	c := b.k8s
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	labels := map[string]string{"app": app}
+	d := fixture.SampleApp(ns, app, labels)
+	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1) // back to zero sooner between runs
+	if err := c.Create(ctx, d); err != nil {
+		return err
+	}
+	urls := map[string]*string{app: &b.publicURL, direct: &b.directURL}
+	for name, u := range urls {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
+				{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+		}
+		if err := c.Create(ctx, svc); err != nil {
+			return err
+		}
+		*u = "http://" + svc.Spec.ClusterIP
+	}
+	if err := until(ctx, time.Minute, func() error {
+		_, err := get(b.directURL+"/healthz", "", time.Second)
+		return err
+	}); err != nil {
+		return fmt.Errorf("the app never answered: %w", err)
+	}
+	return c.Create(ctx, &v1alpha1.ElastiService{
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns},
+		Spec: v1alpha1.ElastiServiceSpec{
+			Service:           app,
+			ScaleTargetRef:    v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: app},
+			MinTargetReplicas: 1,
+			CooldownPeriod:    int32(b.o.cooldown),
+			Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
+				Metadata: v1alpha1.TriggerMetadata{ServerAddress: b.prom.URL, Query: "sum(rate(requests_total[1m]))"}}},
+			ProbeResponses: []v1alpha1.ProbeResponse{{Path: "/probe", Body: "canned\n"}},
+		},
+	})
+}
+
+// toZero lets elasti take the app to zero and waits until the next run starts from a true zero:
+// no pod, the plain Service refusing connections, and the public Service reaching the resolver.
+func (b *bench) toZero(ctx context.Context) error {
+	b.prom.Active.Store(false)
+	err := until(ctx, 2*time.Minute, func() error {
+		d := &appsv1.Deployment{}
+		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, d); err != nil {
+			return err
+		}
+		if *d.Spec.Replicas != 0 {
+			return fmt.Errorf("%d replicas", *d.Spec.Replicas)
+		}
+		es := &v1alpha1.ElastiService{}
+		if err := b.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: app}, es); err != nil {
+			return err
+		}
+		if es.Status.Mode != v1alpha1.ModeProxy {
+			return fmt.Errorf("mode %s", es.Status.Mode)
+		}
+		var pods corev1.PodList
+		if err := b.k8s.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d pods left", len(pods.Items))
+		}
+		if _, err := get(b.directURL+"/healthz", "", time.Second); err == nil {
+			return errors.New("the plain Service still reaches a pod")
+		}
+		// Both resolvers must answer: try a few fresh connections.
+		for range 4 {
+			body, err := get(b.publicURL+"/probe", app+"."+ns, time.Second)
+			if err != nil {
+				return err
+			}
+			if body != "canned\n" {
+				return fmt.Errorf("probe answered %q, not by the resolver", body)
+			}
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // let the controller's last writes after the scale-down land
+	return err
+}
+
+// elasti sends n concurrent GETs through the public Service, each on its own connection, and
+// returns when it sent them and how long the slowest answer took.
+func (b *bench) elasti(ctx context.Context, n int, prefix string) (time.Time, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	begin := make(chan struct{})
+	ends := make([]time.Time, n)
+	errs := make([]error, n)
+	var ready, wg sync.WaitGroup
+	ready.Add(n)
+	for i := range n {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.publicURL+"/echo", nil)
+		req.Host = app + "." + ns
+		req.Header.Set("X-Request-Id", fmt.Sprintf("%s-%03d", prefix, i))
+		wg.Go(func() {
+			ready.Done()
+			<-begin
+			resp, err := c.Do(req)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			ends[i], errs[i] = time.Now(), err
+		})
+	}
+	ready.Wait()
+	t0 := time.Now()
+	close(begin)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return t0, 0, err
+	}
+	return t0, slices.MaxFunc(ends, func(a, b time.Time) int { return a.Compare(b) }).Sub(t0), nil
+}
+
+// baseline scales the Deployment from zero itself and polls the plain Service until the first
+// 200. The trigger says busy meanwhile, so that elasti leaves the target up.
+func (b *bench) baseline(ctx context.Context) (time.Time, time.Duration, error) {
+	b.prom.Active.Store(true)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if err := b.k8s.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":1}}`))); err != nil {
+		return t0, 0, err
+	}
+	// A fresh connection every tick, each in its own goroutine so that a slow attempt does not
+	// delay the next; the first 200 ends the poll.
+	var first atomic.Int64
+	done := make(chan struct{})
+	var once sync.Once
+	tick := time.NewTicker(b.o.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return t0, 0, errors.New("no 200 from the plain Service within 2 minutes")
+		case <-done:
+			return t0, time.Duration(first.Load()), nil
+		case <-tick.C:
+			go func() {
+				if _, err := get(b.directURL+"/echo", "", time.Second); err == nil {
+					once.Do(func() { first.Store(int64(time.Since(t0))); close(done) })
+				}
+			}()
+		}
+	}
+}
+
+// get sends a GET on a fresh connection and returns the body of a 200.
+func get(url, host string, timeout time.Duration) (string, error) {
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(body), err
+}
+
+// until calls f every 100 ms until it succeeds or timeout passes.
+func until(ctx context.Context, timeout time.Duration, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("after %s: %w", timeout, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// timeline records when the benchmark's watches saw each step of a cold start, to show where
+// the time goes: the scale-up, the pod, its readiness, the ready endpoint.
+type timeline struct {
+	mu     sync.Mutex
+	events []event
+}
+
+type event struct {
+	at   time.Time
+	what string
+}
+
+func (t *timeline) add(what string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.events = append(t.events, event{time.Now(), what})
+}
+
+func readyStep(baseline bool) string {
+	if baseline {
+		return "plain slice ready"
+	}
+	return "private slice ready"
+}
+
+// first returns when the first event of a step after t0 came, after t0; -1 if none did.
+func (t *timeline) first(t0 time.Time, step string) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.events {
+		if e.what == step && !e.at.Before(t0) {
+			return e.at.Sub(t0)
+		}
+	}
+	return -1
+}
+
+// since describes the first event of each step after t0, in ms after t0.
+func (t *timeline) since(t0 time.Time, total time.Duration, baseline bool) string {
+	var parts []string
+	for _, step := range []string{"replicas 1", "pod created", "pod ready", readyStep(baseline)} {
+		if d := t.first(t0, step); d >= 0 {
+			parts = append(parts, fmt.Sprintf("%s +%d", step, d.Milliseconds()))
+		}
+	}
+	return fmt.Sprintf("(%s, answered +%d)", strings.Join(parts, ", "), total.Milliseconds())
+}
+
+// watchTimeline watches the benchmark namespace's Deployment, pods and EndpointSlices.
+func watchTimeline(ctx context.Context, c client.WithWatch) *timeline {
+	t := &timeline{}
+	watch := func(list client.ObjectList, seen func(obj kruntime.Object)) {
+		go func() {
+			for ctx.Err() == nil {
+				w, err := c.Watch(ctx, list, client.InNamespace(ns))
+				if err != nil {
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				for ev := range w.ResultChan() {
+					seen(ev.Object)
+				}
+				w.Stop()
+			}
+		}()
+	}
+	var replicas atomic.Int32
+	watch(&appsv1.DeploymentList{}, func(obj kruntime.Object) {
+		if d, ok := obj.(*appsv1.Deployment); ok && d.Spec.Replicas != nil {
+			if old := replicas.Swap(*d.Spec.Replicas); old == 0 && *d.Spec.Replicas > 0 {
+				t.add("replicas 1")
+			}
+		}
+	})
+	var podsMu sync.Mutex
+	pods := map[string]bool{} // name -> ready seen
+	watch(&corev1.PodList{}, func(obj kruntime.Object) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return
+		}
+		podsMu.Lock()
+		defer podsMu.Unlock()
+		wasReady, known := pods[p.Name]
+		if !known {
+			t.add("pod created")
+		}
+		ready := false
+		for _, c := range p.Status.Conditions {
+			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+		}
+		if ready && !wasReady {
+			t.add("pod ready")
+		}
+		pods[p.Name] = ready
+	})
+	var slicesMu sync.Mutex
+	readyIn := map[string]bool{} // Service -> has a ready endpoint
+	watch(&discoveryv1.EndpointSliceList{}, func(obj kruntime.Object) {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return
+		}
+		svc := s.Labels[discoveryv1.LabelServiceName]
+		step := map[string]string{private: "private slice ready", direct: "plain slice ready"}[svc]
+		if step == "" {
+			return
+		}
+		ready := false
+		for _, ep := range s.Endpoints {
+			ready = ready || ep.Conditions.Ready == nil || *ep.Conditions.Ready
+		}
+		slicesMu.Lock()
+		defer slicesMu.Unlock()
+		if ready && !readyIn[svc] {
+			t.add(step)
+		}
+		readyIn[svc] = ready
+	})
+	return t
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// minus returns a[i]-b[i] for the runs where b[i] is known.
+func minus(a, b []time.Duration) []time.Duration {
+	var out []time.Duration
+	for i := range a {
+		if b[i] >= 0 {
+			out = append(out, a[i]-b[i])
+		}
+	}
+	return out
+}
+
+func ms(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprint(d.Milliseconds())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
