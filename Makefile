@@ -85,14 +85,18 @@ build: ## Build both binaries into bin/.
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/elasti-controller ./controller/cmd
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -ldflags '$(LDFLAGS)' -o bin/elasti-resolver ./resolver/cmd
 
+# The controller asks Prometheus triggers over HTTPS too, so the images carry the build machine's CA bundle.
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+
 .PHONY: images
 images: build ## Build OCI image tarballs of both binaries and the test images into dist/images (no Docker engine).
 	mkdir -p dist/images bin
 	cd test/tools/mkimage && CGO_ENABLED=0 $(GO) build -o $(CURDIR)/bin/mkimage .
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/sampleapp ./test/images/sampleapp
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/pause ./test/images/pause
-	bin/mkimage -o dist/images/elasti-controller.tar -t $(IMAGE_REPO)/elasti-controller:$(IMAGE_TAG) -entrypoint /elasti-controller bin/elasti-controller=/elasti-controller
-	bin/mkimage -o dist/images/elasti-resolver.tar -t $(IMAGE_REPO)/elasti-resolver:$(IMAGE_TAG) -entrypoint /elasti-resolver bin/elasti-resolver=/elasti-resolver
+	@[ -f $(CA_BUNDLE) ] || { echo "make images: no CA bundle at $(CA_BUNDLE) (install Debian's ca-certificates or set CA_BUNDLE)"; exit 1; }
+	bin/mkimage -o dist/images/elasti-controller.tar -t $(IMAGE_REPO)/elasti-controller:$(IMAGE_TAG) -entrypoint /elasti-controller bin/elasti-controller=/elasti-controller $(CA_BUNDLE)=/etc/ssl/certs/ca-certificates.crt
+	bin/mkimage -o dist/images/elasti-resolver.tar -t $(IMAGE_REPO)/elasti-resolver:$(IMAGE_TAG) -entrypoint /elasti-resolver bin/elasti-resolver=/elasti-resolver $(CA_BUNDLE)=/etc/ssl/certs/ca-certificates.crt
 	bin/mkimage -o dist/images/sampleapp.tar -t $(IMAGE_REPO)/sampleapp:$(IMAGE_TAG) -entrypoint /sampleapp bin/sampleapp=/sampleapp
 	bin/mkimage -o dist/images/pause.tar -t registry.k8s.io/pause:3.10 -user 0:0 -entrypoint /pause bin/pause=/pause
 

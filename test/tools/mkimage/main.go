@@ -46,6 +46,7 @@ func run() error {
 	// A fixed time makes the same binaries give the same image digest.
 	epoch := time.Unix(0, 0)
 	_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
+	dirs := map[string]bool{}
 	for _, arg := range flag.Args() {
 		src, dst, ok := strings.Cut(arg, "=")
 		if !ok {
@@ -55,7 +56,21 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(dst, "/"), Mode: 0o755, Size: int64(len(data)), ModTime: epoch}); err != nil {
+		dst = strings.TrimPrefix(dst, "/")
+		// Parent directories first, so every runtime's unpacker sees them with sane modes.
+		for i, c := range dst {
+			if c == '/' && !dirs[dst[:i]] {
+				dirs[dst[:i]] = true
+				if err := tw.WriteHeader(&tar.Header{Name: dst[:i+1], Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
+					return err
+				}
+			}
+		}
+		mode := int64(0o644)
+		if st, err := os.Stat(src); err == nil && st.Mode().Perm()&0o111 != 0 {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: dst, Mode: mode, Size: int64(len(data)), ModTime: epoch}); err != nil {
 			return err
 		}
 		if _, err := tw.Write(data); err != nil {
