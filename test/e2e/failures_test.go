@@ -172,6 +172,27 @@ func removeApp(a *app) {
 	_ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}})
 }
 
+// diagnose prints what callers of the app's public Service reach: kube-proxy's rules for it,
+// its EndpointSlices and the pods.
+func diagnose(a *app) {
+	GinkgoWriter.Printf("kube-proxy sends new connections to %s/shop:http to %v\n", a.ns, kubeProxyTargets(a.ns+"/shop:http"))
+	var slices discoveryv1.EndpointSliceList
+	_ = k8s.List(ctx, &slices, client.InNamespace(a.ns))
+	for _, s := range slices.Items {
+		GinkgoWriter.Printf("EndpointSlice %s (service %s, managed by %s):\n", s.Name, s.Labels[discoveryv1.LabelServiceName], s.Labels[discoveryv1.LabelManagedBy])
+		for _, ep := range s.Endpoints {
+			GinkgoWriter.Printf("  %v ready=%v serving=%v terminating=%v\n", ep.Addresses,
+				ptr.Deref(ep.Conditions.Ready, true), ptr.Deref(ep.Conditions.Serving, true), ptr.Deref(ep.Conditions.Terminating, false))
+		}
+	}
+	var pods corev1.PodList
+	_ = k8s.List(ctx, &pods, client.InNamespace(a.ns))
+	for _, p := range pods.Items {
+		GinkgoWriter.Printf("pod %s %s %s deleting=%v\n", p.Name, p.Status.PodIP, p.Status.Phase, p.DeletionTimestamp != nil)
+	}
+	GinkgoWriter.Printf("ElastiService status: %+v\n", a.status())
+}
+
 // elastiSliceAddrs lists the addresses of elasti's EndpointSlices for the app's public Service.
 func elastiSliceAddrs(a *app) []string {
 	var slices discoveryv1.EndpointSliceList
@@ -244,24 +265,32 @@ var _ = Describe("Failures", Label("failures"), func() {
 
 		By("waiting until both resolver pods hold part of the burst")
 		held := map[string]int{}
-		Eventually(func(g Gomega) {
-			select {
-			case <-burstDone:
-				StopTrying("the burst was answered before it was held: " + summarize(first)).Now()
-			default:
-			}
-			total := 0
-			for _, p := range pods {
-				h, err := heldOn(p.Status.PodIP)
-				g.Expect(err).NotTo(HaveOccurred())
-				held[p.Status.PodIP] = h
-				total += h
-			}
-			g.Expect(total).To(Equal(n), "held per resolver pod %v; elasti's EndpointSlice names %v", held, elastiSliceAddrs(a))
-			for ip, h := range held {
-				g.Expect(h).To(BeNumerically(">", 0), "resolver %s holds nothing", ip)
-			}
-		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		most := 0 // the most held at once, for the failure message
+		failures := InterceptGomegaFailures(func() {
+			Eventually(func(g Gomega) {
+				select {
+				case <-burstDone:
+					StopTrying("the burst was answered before it was held: " + summarize(first)).Now()
+				default:
+				}
+				total := 0
+				for _, p := range pods {
+					h, err := heldOn(p.Status.PodIP)
+					g.Expect(err).NotTo(HaveOccurred())
+					held[p.Status.PodIP] = h
+					total += h
+				}
+				most = max(most, total)
+				g.Expect(total).To(Equal(n), "held per resolver pod %v (at most %d at once); elasti's EndpointSlice names %v", held, most, elastiSliceAddrs(a))
+				for ip, h := range held {
+					g.Expect(h).To(BeNumerically(">", 0), "resolver %s holds nothing", ip)
+				}
+			}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		})
+		if len(failures) > 0 {
+			diagnose(a)
+			Fail(failures[0])
+		}
 		Expect(a.replicas()).To(Equal(int32(1)), "the held burst did not wake the target")
 
 		victim, survivor := pods[0], pods[1]
@@ -359,7 +388,12 @@ var _ = Describe("Failures", Label("failures"), func() {
 			var r answer
 			done := make(chan struct{})
 			go func() { defer close(done); r = getOnce(a, "restart-wake") }()
-			Eventually(a.replicas).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Equal(int32(1)))
+			if failures := InterceptGomegaFailures(func() {
+				Eventually(a.replicas).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Equal(int32(1)))
+			}); len(failures) > 0 {
+				diagnose(a)
+				Fail("the request at zero did not wake the target: " + failures[0])
+			}
 			st := a.status()
 			Expect(st.Mode).To(Equal(v1alpha1.ModeProxy))
 			Expect(st.ReadyEndpoints).To(BeZero())

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,8 +145,31 @@ func (a *app) toZero() {
 		Expect(k8s.List(ctx, &pods, client.InNamespace(a.ns))).To(Succeed())
 		return len(pods.Items)
 	}).WithTimeout(time.Minute).Should(BeZero())
-	// kube-proxy programs the pod's removal within about a second; a probe on a fresh connection,
-	// which the resolver answers itself, shows that new connections reach the resolver.
+	// kube-proxy programs the pod's removal up to about 3 s after it is told, and the pod may be
+	// gone before that: a new connection sent to it meanwhile is lost in the bridge and hangs.
+	// Wait until kube-proxy sends the Service's callers only to the resolver's pods.
+	gone := time.Now()
+	var stale []string
+	Eventually(func(g Gomega) {
+		var pods corev1.PodList
+		g.Expect(k8s.List(ctx, &pods, client.InNamespace("elasti-system"), client.MatchingLabels{"app": "elasti-resolver"})).To(Succeed())
+		resolvers := map[string]bool{}
+		for _, p := range pods.Items {
+			resolvers[p.Status.PodIP] = true
+		}
+		targets := kubeProxyTargets(a.ns + "/shop:http")
+		g.Expect(targets).NotTo(BeEmpty())
+		for _, ip := range targets {
+			if !resolvers[ip] && !slices.Contains(stale, ip) {
+				stale = append(stale, ip)
+			}
+			g.Expect(resolvers).To(HaveKey(ip), "kube-proxy still sends %s/shop to %s", a.ns, ip)
+		}
+	}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	if len(stale) > 0 {
+		GinkgoWriter.Printf("kube-proxy sent new connections to the gone pod %v for %s after it was gone\n", stale, time.Since(gone).Round(100*time.Millisecond))
+	}
+	// A probe on a fresh connection, which the resolver answers itself, must not wake the target.
 	fresh := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	Eventually(func() error {
 		req, _ := http.NewRequest(http.MethodGet, a.url+"/probe", nil)
@@ -156,6 +182,26 @@ func (a *app) toZero() {
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 	Expect(a.replicas()).To(BeZero(), "the probe woke the target")
 	GinkgoWriter.Printf("at zero %s after the wait began\n", time.Since(start).Round(100*time.Millisecond))
+}
+
+// kubeProxyTargets lists the pod IPs that kube-proxy's iptables rules send a Service port's
+// new connections to, such as "ns/shop:http". The suite runs in the cluster's network namespace.
+func kubeProxyTargets(servicePort string) []string {
+	GinkgoHelper()
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	Expect(err).NotTo(HaveOccurred())
+	var ips []string
+	for line := range strings.Lines(string(out)) {
+		// -A KUBE-SVC-... -m comment --comment "ns/shop:http -> 10.244.0.5:8012" -j KUBE-SEP-...
+		_, dest, ok := strings.Cut(line, `"`+servicePort+" -> ")
+		if !strings.HasPrefix(line, "-A KUBE-SVC-") || !ok {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(strings.SplitN(dest, `"`, 2)[0]); err == nil {
+			ips = append(ips, host)
+		}
+	}
+	return ips
 }
 
 var _ = Describe("Cold start", Ordered, func() {
