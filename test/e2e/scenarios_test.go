@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -184,23 +182,12 @@ func (a *app) toZero() {
 	GinkgoWriter.Printf("at zero %s after the wait began\n", time.Since(start).Round(100*time.Millisecond))
 }
 
-// kubeProxyTargets lists the pod IPs that kube-proxy's iptables rules send a Service port's
-// new connections to, such as "ns/shop:http". The suite runs in the cluster's network namespace.
+// kubeProxyTargets lists the pod IPs that kube-proxy sends a Service port's new connections to,
+// such as "ns/shop:http". The suite runs as root in the cluster's network namespace.
 func kubeProxyTargets(servicePort string) []string {
 	GinkgoHelper()
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	ips, err := fixture.KubeProxyTargets(servicePort)
 	Expect(err).NotTo(HaveOccurred())
-	var ips []string
-	for line := range strings.Lines(string(out)) {
-		// -A KUBE-SVC-... -m comment --comment "ns/shop:http -> 10.244.0.5:8012" -j KUBE-SEP-...
-		_, dest, ok := strings.Cut(line, `"`+servicePort+" -> ")
-		if !strings.HasPrefix(line, "-A KUBE-SVC-") || !ok {
-			continue
-		}
-		if host, _, err := net.SplitHostPort(strings.SplitN(dest, `"`, 2)[0]); err == nil {
-			ips = append(ips, host)
-		}
-	}
 	return ips
 }
 

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,9 @@ import (
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
@@ -82,6 +85,7 @@ type bench struct {
 	publicURL string
 	directURL string
 	tl        *timeline
+	api       rest.Interface // for the API server's own /metrics
 }
 
 func run(o options) error {
@@ -102,7 +106,11 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{o: o, k8s: c}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	b := &bench{o: o, k8s: c, api: cs.Discovery().RESTClient()}
 	fmt.Printf("machine: %d CPUs, GOMAXPROCS %d, %s, load average %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadavg())
 
 	if o.helm == "" {
@@ -135,10 +143,18 @@ func run(o options) error {
 	// Per kind: the answer, and when the target's endpoint was seen ready (the floor any caller
 	// could reach: readiness, as the API server publishes it).
 	var single, burst, base, singleReady, burstReady, baseReady []time.Duration
+	// API server requests during each run, all of them, and the EndpointSlice LISTs among them:
+	// a held request must cost none.
+	apiCalls := map[string][]float64{}
+	var sliceLists float64
 	for i := range o.runs {
 		for _, kind := range []string{"a", "baseline", "b", "baseline"} {
 			if err := b.toZero(ctx); err != nil {
 				return fmt.Errorf("run %d %s: %w", i+1, kind, err)
+			}
+			calls0, lists0, err := b.apiRequests(ctx)
+			if err != nil {
+				return err
 			}
 			var d time.Duration
 			var t0 time.Time
@@ -156,6 +172,14 @@ func run(o options) error {
 			if err != nil {
 				return fmt.Errorf("run %d %s: %w", i+1, kind, err)
 			}
+			calls1, lists1, err := b.apiRequests(ctx)
+			if err != nil {
+				return err
+			}
+			apiCalls[kind] = append(apiCalls[kind], calls1-calls0)
+			if kind != "baseline" {
+				sliceLists += lists1 - lists0
+			}
 			ready := b.tl.first(t0, readyStep(kind == "baseline"))
 			switch kind {
 			case "a":
@@ -165,7 +189,8 @@ func run(o options) error {
 			default:
 				baseReady = append(baseReady, ready)
 			}
-			fmt.Printf("run %d %-8s %6d ms   %s\n", i+1, kind, d.Milliseconds(), b.tl.since(t0, d, kind == "baseline"))
+			fmt.Printf("run %d %-8s %6d ms   %s, API requests %.0f (EndpointSlice lists %.0f)\n", i+1, kind, d.Milliseconds(),
+				b.tl.since(t0, d, kind == "baseline"), calls1-calls0, lists1-lists0)
 		}
 	}
 
@@ -180,6 +205,8 @@ func run(o options) error {
 	// replay (upstream=pods) does not. Against the endpoint-ready floor instead:
 	fmt.Printf("after the endpoint was ready: baseline median %d ms, (a) %d ms, (b) %d ms\n",
 		median(minus(base, baseReady)).Milliseconds(), median(minus(single, singleReady)).Milliseconds(), median(minus(burst, burstReady)).Milliseconds())
+	fmt.Printf("API server requests per run, cluster-wide (median): baseline %.0f, (a) %.0f, (b) %.0f; EndpointSlice LISTs during all (a) and (b) runs: %.0f\n",
+		medianF(apiCalls["baseline"]), medianF(apiCalls["a"]), medianF(apiCalls["b"]), sliceLists)
 	fmt.Printf("load average at the end %s\n", loadavg())
 	return nil
 }
@@ -261,6 +288,23 @@ func (b *bench) toZero(ctx context.Context) error {
 		}
 		if len(pods.Items) > 0 {
 			return fmt.Errorf("%d pods left", len(pods.Items))
+		}
+		// kube-proxy may keep a gone pod in its rules for a moment; a connection sent there hangs.
+		if ips, err := fixture.KubeProxyTargets(ns + "/" + direct + ":http"); err != nil || len(ips) > 0 {
+			return fmt.Errorf("kube-proxy still sends the plain Service to %v (%v)", ips, err)
+		}
+		var resolvers corev1.PodList
+		if err := b.k8s.List(ctx, &resolvers, client.InNamespace("elasti-system"), client.MatchingLabels{"app": "elasti-resolver"}); err != nil {
+			return err
+		}
+		ips, err := fixture.KubeProxyTargets(ns + "/" + app + ":http")
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("kube-proxy sends the public Service to %v (%v)", ips, err)
+		}
+		for _, ip := range ips {
+			if !slices.ContainsFunc(resolvers.Items, func(p corev1.Pod) bool { return p.Status.PodIP == ip }) {
+				return fmt.Errorf("kube-proxy still sends the public Service to %s, not a resolver", ip)
+			}
 		}
 		if _, err := get(b.directURL+"/healthz", "", time.Second); err == nil {
 			return errors.New("the plain Service still reaches a pod")
@@ -523,6 +567,39 @@ func median(ds []time.Duration) time.Duration {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func medianF(fs []float64) float64 {
+	s := slices.Clone(fs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
+}
+
+// apiRequests sums the API server's request counters: every request, and the LISTs of
+// EndpointSlices.
+func (b *bench) apiRequests(ctx context.Context) (all, sliceLists float64, err error) {
+	raw, err := b.api.Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the API server's metrics: %w", err)
+	}
+	for line := range strings.Lines(string(raw)) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		all += v
+		if strings.Contains(line, `resource="endpointslices"`) && strings.Contains(line, `verb="LIST"`) {
+			sliceLists += v
+		}
+	}
+	return all, sliceLists, nil
 }
 
 // minus returns a[i]-b[i] for the runs where b[i] is known.
