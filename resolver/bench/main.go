@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -13,6 +14,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,7 +58,9 @@ type options struct {
 	dur          time.Duration
 	burst, wakes int
 	maxConns     int
-	cpuProfile   string
+	rounds       int
+	profile      string
+	bare, pin    bool
 }
 
 func run() error {
@@ -64,7 +70,10 @@ func run() error {
 	flag.IntVar(&o.burst, "burst", 10000, "requests held at zero in the burst")
 	flag.IntVar(&o.wakes, "wakes", 300, "wake-ups measured for the wake path")
 	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 1024, "the resolver's --max-conns-per-upstream")
-	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the resolver's CPU profile during the warm pass-through here")
+	flag.IntVar(&o.rounds, "rounds", 3, "warm pass-through rounds, each a direct and a resolver pass; the median is the result")
+	flag.BoolVar(&o.bare, "bare", true, "also measure a plain httputil.ReverseProxy each round, for comparison")
+	flag.BoolVar(&o.pin, "pin", false, "pin loadgen and backend to CPU 0 and this process (the resolver) to CPU 1")
+	flag.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the resolver, loadgen and backend and the resolver's alloc profile, all from the warm passes")
 	flag.Parse()
 	raiseNoFile()
 
@@ -77,11 +86,24 @@ func run() error {
 	if out, err := exec.Command("go", "build", "-o", loadgen, "./test/bench/loadgen").CombinedOutput(); err != nil {
 		return fmt.Errorf("building loadgen (run from the repository root): %w\n%s", err, out)
 	}
-	backend, stop, err := startBackend(loadgen)
+	backendProfile := ""
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+		backendProfile = filepath.Join(o.profile, "backend-cpu.prof")
+	}
+	if o.pin {
+		// -a: every thread of this process; threads started later inherit the mask.
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", "1", strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+			return fmt.Errorf("taskset: %w\n%s", err, out)
+		}
+	}
+	backend, err := startBackend(loadgen, backendProfile, o.pin)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer backend.stop()
 
 	r, err := newResolver(o.maxConns)
 	if err != nil {
@@ -92,7 +114,13 @@ func run() error {
 	if err := warm(r, loadgen, backend, o); err != nil {
 		return err
 	}
-	if err := burst(r, loadgen, backend, o); err != nil {
+	// The backend's profile covers the warm passes only.
+	if o.profile != "" {
+		if err := backend.get("/profile/stop", nil); err != nil {
+			return err
+		}
+	}
+	if err := burst(r, loadgen, backend.addr, o); err != nil {
 		return err
 	}
 	return wake(r, loadgen, o)
@@ -166,41 +194,243 @@ type rpsResult struct {
 	P50us, P99us     float64
 }
 
-func warm(r *resolver, loadgen, backend string, o options) error {
+// cpuUse is the CPU time each process spent during one load pass, and the busy CPU time of
+// the whole machine, so what other work on the machine took can be told apart.
+type cpuUse struct {
+	loadgen, backend, resolver, machine time.Duration
+}
+
+// pass is one loadgen run and what it cost.
+type pass struct {
+	rpsResult
+	cpu     cpuUse
+	elapsed time.Duration
+}
+
+// perReq is a CPU time per request in microseconds.
+func (p pass) perReq(d time.Duration) float64 {
+	return float64(d.Microseconds()) / float64(max(p.Requests, 1))
+}
+
+// others is how many cores processes outside the benchmark kept busy during the pass.
+func (p pass) others() float64 {
+	own := p.cpu.loadgen + p.cpu.backend + p.cpu.resolver
+	return max(float64(p.cpu.machine-own), 0) / float64(p.elapsed)
+}
+
+// passKind is one way of sending the warm load.
+type passKind struct {
+	name string
+	args func(c int, d time.Duration) []string
+}
+
+func warm(r *resolver, loadgen string, backend *backendProc, o options) error {
 	key := r.addTarget("warm")
-	r.setReady(key, backend, true)
-	args := func(url, host string) []string {
-		return []string{"-mode=rps", "-url=" + url, "-host=" + host, "-c=" + strconv.Itoa(o.conc), "-d=" + o.dur.String()}
-	}
-	var direct, via rpsResult
-	// A short run each way first, so both sides have warm connections and code.
-	for _, run := range []struct {
-		out  *rpsResult
-		args []string
-	}{
-		{new(rpsResult), []string{"-mode=rps", "-url=http://" + backend + "/", "-host=warm", "-c=8", "-d=1s"}},
-		{new(rpsResult), []string{"-mode=rps", "-url=http://" + r.addr + "/", "-host=warm." + ns, "-c=8", "-d=1s"}},
-		{&direct, args("http://"+backend+"/", "warm")},
-		{&via, args("http://"+r.addr+"/", "warm."+ns)},
-	} {
-		if run.out == &via && o.cpuProfile != "" {
-			f, err := os.Create(o.cpuProfile)
-			if err != nil {
-				return err
-			}
-			_ = pprof.StartCPUProfile(f)
-			defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	r.setReady(key, backend.addr, true)
+	rps := func(addr, host string) func(int, time.Duration) []string {
+		return func(c int, d time.Duration) []string {
+			return []string{"-mode=rps", "-url=http://" + addr + "/", "-host=" + host, "-c=" + strconv.Itoa(c), "-d=" + d.String()}
 		}
-		if err := runJSON(loadgen, run.args, run.out); err != nil {
+	}
+	kinds := []passKind{{"direct", rps(backend.addr, "warm")}, {"resolver", rps(r.addr, "warm."+ns)}}
+	if o.bare {
+		bare, err := startBare(backend.addr, o.maxConns)
+		if err != nil {
+			return err
+		}
+		kinds = append(kinds, passKind{"bare", rps(bare, "warm")})
+	}
+	// A short run each way first, so every side has warm connections and code.
+	for _, k := range kinds {
+		if _, err := runPass(loadgen, k.args(o.conc, time.Second), backend, "", o.pin); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("1. Warm pass-through: %d keep-alive clients, small GETs, %v per run\n", o.conc, o.dur)
-	fmt.Printf("   direct:   %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  errors %d\n", direct.RPS, direct.P50us, direct.P99us, direct.Errors)
-	fmt.Printf("   resolver: %8.0f req/s  p50 %6.0f µs  p99 %6.0f µs  errors %d\n", via.RPS, via.P50us, via.P99us, via.Errors)
-	fmt.Printf("   throughput ratio resolver/direct: %.2f (goal >= 0.6); added p99: %.2f ms (goal <= 1 ms)\n\n",
-		via.RPS/direct.RPS, (via.P99us-direct.P99us)/1000)
+	prof := func(name string) string {
+		if o.profile == "" {
+			return ""
+		}
+		return filepath.Join(o.profile, name)
+	}
+	if o.profile != "" {
+		f, err := os.Create(prof("resolver-cpu.prof"))
+		if err != nil {
+			return err
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+		defer func() {
+			if err := writeAllocs(prof("resolver-allocs.prof")); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: alloc profile:", err)
+			}
+		}()
+	}
+	fmt.Printf("1. Warm pass-through: %d keep-alive clients, small GETs, %v per pass, %d rounds of %d passes\n",
+		o.conc, o.dur, o.rounds, len(kinds))
+	if o.bare {
+		fmt.Println("   (bare: a plain httputil.ReverseProxy with the same server, transport and buffer pool, no elasti")
+		fmt.Println("   handlers: the floor for any proxy built on net/http, measured for comparison only)")
+	}
+	if o.pin {
+		fmt.Println("   pinned: loadgen and backend on CPU 0, the resolver (and bare proxy) on CPU 1")
+	}
+	fmt.Printf("   %-8s %9s %8s %8s %7s  %s\n", "pass", "req/s", "p50 µs", "p99 µs", "errors", "CPU µs/request: loadgen backend proxy; other load (cores)")
+	var ratios, added, bareRatios []float64
+	for i := range o.rounds {
+		// Rotate which pass goes first, so a drift in the machine's load favours none.
+		got := map[string]pass{}
+		for j := range kinds {
+			k := kinds[(i+j)%len(kinds)]
+			p, err := runPass(loadgen, k.args(o.conc, o.dur), backend, prof(fmt.Sprintf("loadgen-%s-%d-cpu.prof", k.name, i+1)), o.pin)
+			if err != nil {
+				return err
+			}
+			got[k.name] = p
+			fmt.Printf("   %-8s %9.0f %8.0f %8.0f %7d  %7.1f %7.1f %8.1f; %.2f\n", k.name, p.RPS, p.P50us, p.P99us, p.Errors,
+				p.perReq(p.cpu.loadgen), p.perReq(p.cpu.backend), p.perReq(p.cpu.resolver), p.others())
+		}
+		d, v := got["direct"], got["resolver"]
+		ratios = append(ratios, v.RPS/d.RPS)
+		added = append(added, (v.P99us-d.P99us)/1000)
+		line := fmt.Sprintf("   round %d: throughput ratio %.2f, added p99 %.2f ms", i+1, ratios[i], added[i])
+		if b, ok := got["bare"]; ok {
+			bareRatios = append(bareRatios, b.RPS/d.RPS)
+			line += fmt.Sprintf(" (bare: ratio %.2f, added p99 %.2f ms)", b.RPS/d.RPS, (b.P99us-d.P99us)/1000)
+		}
+		fmt.Println(line)
+	}
+	fmt.Printf("   median of %d rounds: throughput ratio resolver/direct %.2f (goal >= 0.6); added p99 %.2f ms (goal <= 1 ms); ratios %.2f..%.2f\n",
+		o.rounds, median(ratios), median(added), slices.Min(ratios), slices.Max(ratios))
+	if len(bareRatios) > 0 {
+		fmt.Printf("   bare ReverseProxy for comparison: median ratio %.2f\n", median(bareRatios))
+	}
+	fmt.Println()
 	return nil
+}
+
+// startBare serves a plain ReverseProxy to the backend: what net/http alone costs, with the
+// resolver's server settings, HTTP/1.1 transport settings and a pool of copy buffers.
+func startBare(backend string, maxConns int) (string, error) {
+	target := &url.URL{Scheme: "http", Host: backend}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+		},
+		Transport:  proxy.NewTransport(0, 0, maxConns).H1,
+		BufferPool: &barePool{},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go func() { _ = handler.NewServer("", rp, time.Hour).Serve(ln) }()
+	return ln.Addr().String(), nil
+}
+
+type barePool struct{ sync.Pool }
+
+func (p *barePool) Get() []byte {
+	if b, ok := p.Pool.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32*1024)
+}
+
+func (p *barePool) Put(b []byte) { p.Pool.Put(&b) }
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// runPass runs loadgen once and measures the CPU time it, the backend, this process (the
+// resolver; the harness itself only waits meanwhile) and the whole machine spent.
+func runPass(loadgen string, args []string, backend *backendProc, cpuProfile string, pin bool) (pass, error) {
+	if cpuProfile != "" {
+		args = append(args, "-cpuprofile="+cpuProfile)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, loadgen, args...)
+	if pin {
+		// taskset execs loadgen in its own process, so the CPU times are still loadgen's.
+		cmd = exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", loadgen}, args...)...)
+	}
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	b0, s0, m0 := backend.cpu(), selfCPU(), machineCPU()
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return pass{}, fmt.Errorf("%s %v: %w", loadgen, args, err)
+	}
+	p := pass{elapsed: time.Since(start)}
+	p.cpu = cpuUse{
+		loadgen:  cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
+		backend:  backend.cpu() - b0,
+		resolver: selfCPU() - s0,
+		machine:  machineCPU() - m0,
+	}
+	return p, json.Unmarshal([]byte(out.String()), &p.rpsResult)
+}
+
+// clockTick is USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture Go
+// supports.
+const clockTick = 10 * time.Millisecond
+
+// procCPU is a process's user and system time from /proc/<pid>/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * clockTick
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the busy time of all CPUs from /proc/stat: everything but idle and iowait.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is already in user
+			busy += n
+		}
+	}
+	return time.Duration(busy) * clockTick
 }
 
 type burstResult struct {
@@ -311,38 +541,53 @@ func wake(r *resolver, loadgen string, o options) error {
 	return nil
 }
 
-func startBackend(loadgen string) (string, func(), error) {
-	cmd := exec.Command(loadgen, "-mode=backend")
+// backendProc is the backend loadgen process.
+type backendProc struct {
+	addr string
+	cmd  *exec.Cmd
+	stop func()
+}
+
+func (b *backendProc) cpu() time.Duration { return procCPU(b.cmd.Process.Pid) }
+
+func (b *backendProc) get(path string, out any) error {
+	resp, err := http.Get("http://" + b.addr + path)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func startBackend(loadgen, cpuProfile string, pin bool) (*backendProc, error) {
+	cmd := exec.Command(loadgen, "-mode=backend", "-cpuprofile="+cpuProfile)
+	if pin {
+		cmd = exec.Command("taskset", "-c", "0", loadgen, "-mode=backend", "-cpuprofile="+cpuProfile)
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	stop := func() { _ = stdin.Close(); _ = cmd.Wait() }
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
 		stop()
-		return "", nil, fmt.Errorf("backend did not start: %w", err)
+		return nil, fmt.Errorf("backend did not start: %w", err)
 	}
-	return strings.TrimSpace(line), stop, nil
-}
-
-func runJSON(bin string, args []string, out any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	b, err := exec.CommandContext(ctx, bin, args...).Output()
-	if err != nil {
-		return fmt.Errorf("%s %v: %w", bin, args, err)
-	}
-	return json.Unmarshal(b, out)
+	return &backendProc{addr: strings.TrimSpace(line), cmd: cmd, stop: stop}, nil
 }
 
 func raiseNoFile() {

@@ -5,6 +5,8 @@
 //	loadgen -mode=rps -url=U -host=H -c=64 -d=5s   closed-loop keep-alive GETs; JSON throughput and latency
 //	loadgen -mode=burst -url=U -host=H -n=10000    n concurrent GETs with ids; JSON outcome and last answer time
 //	loadgen -mode=serial -url=U -host=H -n=300     n GETs one after the other
+//
+// -cpuprofile=FILE profiles a run, or the backend until it is asked GET /profile/stop.
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -39,10 +42,16 @@ func run() error {
 	conc := flag.Int("c", 64, "concurrent clients (rps)")
 	dur := flag.Duration("d", 5*time.Second, "duration (rps)")
 	n := flag.Int("n", 10000, "requests (burst, serial)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here: of the run, or of the backend until GET /profile/stop")
 	flag.Parse()
 	raiseNoFile()
+	stopProfile, err := startProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if *mode == "backend" {
-		return backend()
+		return backend(stopProfile)
 	}
 	u, err := url.Parse(*target)
 	if err != nil {
@@ -191,7 +200,25 @@ func serial(target, host string, n int) (Serial, error) {
 // saw more than once.
 type Stats struct{ Total, Distinct, Duplicates int }
 
-func backend() error {
+// startProfile starts a CPU profile into path, if set; the returned stop may be called more
+// than once.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); _ = f.Close() }) }, nil
+}
+
+func backend(stopProfile func()) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -217,6 +244,7 @@ func backend() error {
 		total.Store(0)
 		mu.Unlock()
 	})
+	mux.HandleFunc("/profile/stop", func(http.ResponseWriter, *http.Request) { stopProfile() })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		total.Add(1)
 		if id := r.URL.Query().Get("id"); id != "" {
@@ -228,7 +256,7 @@ func backend() error {
 	})
 	fmt.Println(ln.Addr().String())
 	// The parent closes stdin to stop the backend.
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stopProfile(); os.Exit(0) }()
 	return (&http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}).Serve(ln)
 }
 
