@@ -153,7 +153,7 @@ func newResolver(maxConns int) (*resolver, error) {
 	if err != nil {
 		return nil, err
 	}
-	go func() { _ = handler.NewServer("", chain, time.Hour).Serve(ln) }()
+	go serveLabelled("resolver", handler.NewServer("", chain, time.Hour), ln)
 	return &resolver{addr: ln.Addr().String(), reg: reg, ready: ready, thr: thr}, nil
 }
 
@@ -325,8 +325,15 @@ func startBare(backend string, maxConns int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	go func() { _ = handler.NewServer("", rp, time.Hour).Serve(ln) }()
+	go serveLabelled("bare", handler.NewServer("", rp, time.Hour), ln)
 	return ln.Addr().String(), nil
+}
+
+// serveLabelled serves with a profiler label that every connection's goroutines, and the
+// transport goroutines they start, inherit: `go tool pprof -tagfocus proxy=bare` separates the
+// two proxies in one profile.
+func serveLabelled(name string, srv *http.Server, ln net.Listener) {
+	pprof.Do(context.Background(), pprof.Labels("proxy", name), func(context.Context) { _ = srv.Serve(ln) })
 }
 
 type barePool struct{ sync.Pool }
