@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 
+	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 )
 
@@ -15,13 +16,16 @@ type Request struct {
 	Subset string
 	// Outcome is the outcome label for metrics; see the metrics.Outcome* values.
 	Outcome string
+	// Upstream is where Forward sends the request. It lives here so that one allocation and
+	// one copy of the http.Request serve the whole chain.
+	Upstream proxy.Upstream
 }
 
 type requestKey struct{}
 
-// WithRequest returns ctx carrying r.
+// WithRequest returns ctx carrying r, and r.Upstream for the proxy.
 func WithRequest(ctx context.Context, r *Request) context.Context {
-	return context.WithValue(ctx, requestKey{}, r)
+	return proxy.WithUpstream(context.WithValue(ctx, requestKey{}, r), &r.Upstream)
 }
 
 // RequestFrom returns the Request in ctx, or nil.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
-	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
 
 // Upstream modes.
@@ -31,8 +30,9 @@ type Endpoints interface {
 // public Service or its route still points at the resolver: forwarding again would loop.
 const via = "1.1 elasti-resolver"
 
-// Forward chooses where the request goes and leaves it in the context for the proxy. A gone
-// target (a tombstone) goes to its public Service, whose routes point at its pods again.
+// Forward chooses where the request goes and leaves it in Request.Upstream, which the context
+// carries to the proxy. A gone target (a tombstone) goes to its public Service, whose routes
+// point at its pods again.
 type Forward struct {
 	Next      http.Handler
 	Mode      string
@@ -48,7 +48,8 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t.Gone || t.Serving {
 		closeConn(w, r)
 	}
-	u := &proxy.Upstream{H2C: wantsH2C(r, req.Port.Name)}
+	u := &req.Upstream
+	u.H2C = wantsH2C(r, req.Port.Name)
 	switch {
 	case t.Gone:
 		if slices.ContainsFunc(r.Header.Values("Via"), func(v string) bool { return strings.Contains(v, via) }) {
@@ -77,7 +78,7 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		host := names.ServiceFQDN(t.Backend.Name, t.Backend.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
 		u.Addr, u.Host, u.Subset = host, host, req.Subset
 	}
-	h.Next.ServeHTTP(w, r.WithContext(proxy.WithUpstream(r.Context(), u)))
+	h.Next.ServeHTTP(w, r)
 }
 
 // closeConn asks the caller to open a new connection after this response: kube-proxy pinned

@@ -15,6 +15,8 @@ import (
 
 // Throttler holds requests until their backend is ready.
 type Throttler interface {
+	// Ready says without waiting whether the backend is ready: the path of warm traffic.
+	Ready(key types.NamespacedName) bool
 	Wait(ctx context.Context, key types.NamespacedName, maxPending int, timeout time.Duration, onHold func()) (bool, error)
 	Pending(key types.NamespacedName) int
 }
@@ -53,6 +55,14 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	es := types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+	// A ready target passes before anything is set up for holding: warm traffic then costs a
+	// map load and an atomic read, and allocates nothing here.
+	if h.Throttler.Ready(t.Backend) {
+		req.Outcome = metrics.OutcomePassed
+		h.Waker.Active(es)
+		h.Next.ServeHTTP(w, r)
+		return
+	}
 	maxPending, timeout := h.MaxPending, h.HoldTimeout
 	if t.MaxPending > 0 {
 		maxPending = t.MaxPending

@@ -175,10 +175,11 @@ func TestProbe(t *testing.T) {
 	}
 }
 
-// fakeThrottler answers Wait with a fixed result.
+// fakeThrottler answers Ready and Wait with fixed results.
 type fakeThrottler struct {
-	held bool
-	err  error
+	ready bool
+	held  bool
+	err   error
 	// got records the limits Wait was called with.
 	maxPending int
 	timeout    time.Duration
@@ -192,6 +193,7 @@ func (f *fakeThrottler) Wait(_ context.Context, _ types.NamespacedName, maxPendi
 	return f.held, f.err
 }
 func (f *fakeThrottler) Pending(types.NamespacedName) int { return 0 }
+func (f *fakeThrottler) Ready(types.NamespacedName) bool  { return f.ready }
 
 type fakeWaker struct{ held, active int }
 
@@ -211,6 +213,8 @@ func TestHold(t *testing.T) {
 		wantMaxPending int
 		wantTimeout    time.Duration
 	}{
+		// Ready passes without calling Wait, so no limits are recorded.
+		"ready fast path":    {thr: fakeThrottler{ready: true}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1},
 		"ready passes":       {thr: fakeThrottler{}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"held then replayed": {thr: fakeThrottler{held: true}, wantCode: 204, wantOutcome: metrics.OutcomeReplayed, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"target queue full":  {thr: fakeThrottler{err: throttler.ErrQueueFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},

@@ -46,10 +46,6 @@ func (h *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Route) resolve(r *http.Request) (*Request, int, string) {
-	var hostPort int32
-	if hn, ok := registry.ParseHost(r.Host, h.Domain); ok {
-		hostPort = hn.Port
-	}
 	v := r.Header.Get(v1alpha1.HeaderTarget)
 	if v == "" {
 		t, port, err := h.Targets.ByHost(r.Host)
@@ -69,7 +65,10 @@ func (h *Route) resolve(r *http.Request) (*Request, int, string) {
 	if !ok {
 		return nil, http.StatusNotFound, fmt.Sprintf("elasti: no ElastiService %s/%s", ns, name)
 	}
-	var routePort int32
+	var hostPort, routePort int32
+	if hn, ok := registry.ParseHost(r.Host, h.Domain); ok {
+		hostPort = hn.Port
+	}
 	if p := r.Header.Get(v1alpha1.HeaderPort); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {

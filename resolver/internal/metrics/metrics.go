@@ -1,7 +1,7 @@
 package metrics
 
 import (
-	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,6 +41,17 @@ type Metrics struct {
 	WakeSignals   *prometheus.CounterVec
 	UnknownHosts  prometheus.Counter
 	UpstreamError *prometheus.CounterVec
+
+	// responses caches the Responses children by label values: looking one up in the vector
+	// hashes four labels under a lock shared by every request. mu orders creating a child
+	// against Forget, so the cache never keeps a child that Forget removed from the vector.
+	mu        sync.Mutex
+	responses sync.Map // responseKey -> prometheus.Counter
+}
+
+type responseKey struct {
+	namespace, name string
+	class, outcome  string
 }
 
 // New makes unregistered collectors.
@@ -87,8 +98,30 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 		m.HoldTimeouts, m.WakeSignals, m.UnknownHosts, m.UpstreamError}
 }
 
+// Response counts one response of the ElastiService namespace/name.
+func (m *Metrics) Response(namespace, name string, code int, outcome string) {
+	k := responseKey{namespace: namespace, name: name, class: Class(code), outcome: outcome}
+	if c, ok := m.responses.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	m.mu.Lock()
+	c := m.Responses.WithLabelValues(namespace, name, k.class, outcome)
+	m.responses.Store(k, c)
+	m.mu.Unlock()
+	c.Inc()
+}
+
 // Forget drops the series of a deleted ElastiService.
 func (m *Metrics) Forget(namespace, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.responses.Range(func(k, _ any) bool {
+		if k := k.(responseKey); k.namespace == namespace && k.name == name {
+			m.responses.Delete(k)
+		}
+		return true
+	})
 	l := prometheus.Labels{"namespace": namespace, "name": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.Held, m.Responses, m.HoldDuration, m.QueueFull, m.HoldTimeouts, m.UpstreamError,
@@ -97,10 +130,12 @@ func (m *Metrics) Forget(namespace, name string) {
 	}
 }
 
+var classes = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
 // Class is the status class label of a status code: "2xx", or "hijacked" for 0.
 func Class(code int) string {
 	if code < 100 || code > 599 {
 		return "hijacked"
 	}
-	return strconv.Itoa(code/100) + "xx"
+	return classes[code/100-1]
 }

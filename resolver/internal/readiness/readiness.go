@@ -19,9 +19,11 @@ type Listener interface {
 	Changed(key types.NamespacedName)
 }
 
+// endpoint is one ready address with its host:port strings made in advance, so that Pick,
+// which runs for every forwarded request, allocates nothing.
 type endpoint struct {
-	addr  string
-	ports map[string]int32 // EndpointSlice port name -> number
+	addrs map[string]string // EndpointSlice port name -> host:port
+	only  string            // host:port when the slice has exactly one port
 }
 
 // service is the ready endpoints of one Service across its slices. It is replaced, never
@@ -68,14 +70,11 @@ func (c *Cache) Pick(key types.NamespacedName, portName string) (string, bool) {
 	start := s.next.Add(1)
 	for i := range n {
 		e := s.endpoints[(start+i)%n]
-		port, ok := e.ports[portName]
-		if !ok && len(e.ports) == 1 {
-			for _, p := range e.ports {
-				port, ok = p, true
-			}
+		if addr, ok := e.addrs[portName]; ok {
+			return addr, true
 		}
-		if ok {
-			return net.JoinHostPort(e.addr, strconv.Itoa(int(port))), true
+		if e.only != "" {
+			return e.only, true
 		}
 	}
 	return "", false
@@ -106,7 +105,14 @@ func (c *Cache) Update(slice *discoveryv1.EndpointSlice) {
 			continue
 		}
 		for _, a := range e.Addresses {
-			ready = append(ready, endpoint{addr: a, ports: ports})
+			ep := endpoint{addrs: make(map[string]string, len(ports))}
+			for name, port := range ports {
+				ep.addrs[name] = net.JoinHostPort(a, strconv.Itoa(int(port)))
+				if len(ports) == 1 {
+					ep.only = ep.addrs[name]
+				}
+			}
+			ready = append(ready, ep)
 		}
 	}
 	c.set(key, slice.Name, ready, false)

@@ -40,19 +40,21 @@ func ParseHost(host, domain string) (h HostName, ok bool) {
 		h.Port = int32(p)
 	}
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	labels := strings.Split(name, ".")
+	// The labels are cut one at a time rather than split, which would allocate on every request.
+	svc, rest, dotted := strings.Cut(name, ".")
 	switch {
-	case len(labels) == 1:
-	case len(labels) == 2:
-		h.Namespace = labels[1]
-	case len(labels) == 3 && labels[2] == "svc":
-		h.Namespace = labels[1]
-	case len(labels) > 3 && labels[2] == "svc" && strings.Join(labels[3:], ".") == strings.ToLower(domain):
-		h.Namespace = labels[1]
+	case !dotted:
+	case !strings.Contains(rest, "."):
+		h.Namespace = rest
 	default:
-		return HostName{}, false
+		ns, tail, _ := strings.Cut(rest, ".")
+		label, domainPart, more := strings.Cut(tail, ".")
+		if label != "svc" || more && domainPart != strings.ToLower(domain) {
+			return HostName{}, false
+		}
+		h.Namespace = ns
 	}
-	h.Service = labels[0]
+	h.Service = svc
 	if !isLabel(h.Service) || h.Service[0] < 'a' || h.Service[0] > 'z' {
 		return HostName{}, false // a Service name starts with a letter
 	}

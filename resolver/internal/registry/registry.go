@@ -201,22 +201,27 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 // match picks the one target among keys in the Host's namespace, or says why there is none.
 func match(h HostName, keys []types.NamespacedName, target func(types.NamespacedName) *Target) (*Target, error) {
 	var found *Target
-	var namespaces []string
+	matches := 0
 	for _, key := range keys {
 		if h.Namespace != "" && key.Namespace != h.Namespace {
 			continue
 		}
-		if found != nil && found.Namespace != key.Namespace {
-			namespaces = append(namespaces, key.Namespace)
-			continue
+		matches++
+		if found == nil || found.Namespace == key.Namespace {
+			found = target(key)
 		}
-		found = target(key)
-		namespaces = append(namespaces, key.Namespace)
 	}
 	switch {
 	case found == nil:
 		return nil, ErrUnknownHost
-	case len(namespaces) > 1:
+	case matches > 1:
+		// Only an error builds the list, so the usual single match allocates nothing.
+		var namespaces []string
+		for _, key := range keys {
+			if h.Namespace == "" || key.Namespace == h.Namespace {
+				namespaces = append(namespaces, key.Namespace)
+			}
+		}
 		sort.Strings(namespaces)
 		return nil, fmt.Errorf("%w %q in namespaces %s: use %s.<namespace> as the host", ErrAmbiguous,
 			h.Service, strings.Join(namespaces, ", "), h.Service)
