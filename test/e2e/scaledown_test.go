@@ -226,6 +226,10 @@ var _ = Describe("Scale-down policy with a real Prometheus", Ordered, Label("sca
 		By(fmt.Sprintf("making the ElastiService's trigger that query, with a cooldown of %s", cooldown))
 		es := &v1alpha1.ElastiService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, es)).To(Succeed())
+		// Older than the cooldown, the ElastiService is idle by everything but the trigger, so
+		// the controller asks Prometheus as soon as it sees the trigger: traffic that began a
+		// moment ago, after the window's latest aligned step, must already count.
+		time.Sleep(time.Until(es.CreationTimestamp.Add(cooldown + time.Second)))
 		es.Spec.CooldownPeriod = int32(cooldown / time.Second)
 		es.Spec.Triggers = []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
 			Metadata: v1alpha1.TriggerMetadata{ServerAddress: p.URL, Query: query, Threshold: "0"}}}

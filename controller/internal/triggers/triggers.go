@@ -58,7 +58,18 @@ func Evaluate(ctx context.Context, es *v1alpha1.ElastiService, window time.Durat
 		if _, err := strconv.ParseFloat(threshold, 64); err != nil {
 			return Result{Err: fmt.Errorf("triggers[%d].metadata.threshold: %w", i, err)}
 		}
-		v, ok, err := Query(ctx, t.Metadata.ServerAddress, LastActiveQuery(query, threshold, window))
+		// The window's subquery sees only its aligned steps, so activity that began after the
+		// latest step would be missed: ask about now first, and about the window only if idle.
+		now := time.Now()
+		_, active, err := Query(ctx, t.Metadata.ServerAddress, fmt.Sprintf("(%s) > %s", query, threshold), now)
+		if err != nil {
+			return Result{Err: fmt.Errorf("triggers[%d]: %w", i, err)}
+		}
+		if active {
+			res.LastActive = now
+			continue
+		}
+		v, ok, err := Query(ctx, t.Metadata.ServerAddress, LastActiveQuery(query, threshold, window), now)
 		if err != nil {
 			return Result{Err: fmt.Errorf("triggers[%d]: %w", i, err)}
 		}
@@ -80,16 +91,16 @@ func LastActiveQuery(query, threshold string, window time.Duration) string {
 		query, threshold, int64(max(window, step)/time.Second), int64(step/time.Second))
 }
 
-// Query runs an instant query and returns its single number; ok is false for an empty result.
-// NaN counts as empty, as rate() over no samples gives it.
-func Query(ctx context.Context, server, query string) (value float64, ok bool, err error) {
+// Query runs an instant query at time at and returns its single number; ok is false for an
+// empty result. NaN counts as empty, as rate() over no samples gives it.
+func Query(ctx context.Context, server, query string, at time.Time) (value float64, ok bool, err error) {
 	c, err := promapi.NewClient(promapi.Config{Address: server})
 	if err != nil {
 		return 0, false, fmt.Errorf("prometheus client for %s: %w", server, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	v, _, _, err := promv1.NewAPI(c).Query(ctx, query, time.Now())
+	v, _, _, err := promv1.NewAPI(c).Query(ctx, query, at)
 	if err != nil {
 		return 0, false, fmt.Errorf("querying %s: %w", server, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,9 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 )
 
-// promServer answers /api/v1/query with body for every query, and records the last query.
-func promServer(t *testing.T, status int, body string, lastQuery *string) *httptest.Server {
+// promServer answers /api/v1/query: an instant comparison (the "is it active now" question) with
+// now, a window query with status and body. It records every query asked, in order.
+func promServer(t *testing.T, now string, status int, body string, queries *[]string) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/query" {
@@ -21,10 +23,15 @@ func promServer(t *testing.T, status int, body string, lastQuery *string) *httpt
 			return
 		}
 		_ = r.ParseForm()
-		if lastQuery != nil {
-			*lastQuery = r.Form.Get("query")
+		q := r.Form.Get("query")
+		if queries != nil {
+			*queries = append(*queries, q)
 		}
 		w.Header().Set("Content-Type", "application/json")
+		if !strings.HasPrefix(q, "max_over_time(") {
+			fmt.Fprint(w, now)
+			return
+		}
 		w.WriteHeader(status)
 		fmt.Fprint(w, body)
 	}))
@@ -68,7 +75,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			srv := promServer(t, tc.status, tc.body, nil)
+			srv := promServer(t, vector(), tc.status, tc.body, nil)
 			got := Evaluate(context.Background(), es(srv.URL, "up", "0.1"), time.Minute)
 			if !got.LastActive.Equal(tc.wantLast) || (got.Err != nil) != tc.wantErr {
 				t.Errorf("Evaluate() = %+v, want last active %v, error %v", got, tc.wantLast, tc.wantErr)
@@ -77,8 +84,29 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// Activity that began after the window's latest aligned step is seen all the same: a trigger
+// above its threshold now is active now, and the window is not asked.
+func TestEvaluateActiveNow(t *testing.T) {
+	var queries []string
+	srv := promServer(t, vector("3"), 200, vector(), &queries)
+	before := time.Now()
+	got := Evaluate(context.Background(), es(srv.URL, "sum(rate(x[10s]))", "0"), 15*time.Second)
+	if got.Err != nil || got.LastActive.Before(before) || got.LastActive.After(time.Now()) {
+		t.Errorf("Evaluate() = %+v, want active at the time of the query", got)
+	}
+	if want := []string{"(sum(rate(x[10s]))) > 0"}; !slices.Equal(queries, want) {
+		t.Errorf("queries = %q, want %q", queries, want)
+	}
+
+	queries = nil
+	srv = promServer(t, `{"status":"error","errorType":"bad_data","error":"parse error"}`, 200, vector(), &queries)
+	if got := Evaluate(context.Background(), es(srv.URL, "q", "0"), time.Minute); got.Err == nil || len(queries) != 1 {
+		t.Errorf("Evaluate() with a failing instant query = %+v after %q, want an error and no window query", got, queries)
+	}
+}
+
 func TestEvaluateUnreachableIsAnError(t *testing.T) {
-	srv := promServer(t, 200, vector(), nil)
+	srv := promServer(t, vector(), 200, vector(), nil)
 	srv.Close()
 	if got := Evaluate(context.Background(), es(srv.URL, "up", "0"), time.Minute); got.Err == nil {
 		t.Errorf("Evaluate() against a closed server = %+v, want an error", got)
@@ -102,11 +130,15 @@ func TestEvaluateQueries(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			var q string
-			srv := promServer(t, 200, vector(), &q)
+			var queries []string
+			srv := promServer(t, vector(), 200, vector(), &queries)
 			if got := Evaluate(context.Background(), es(srv.URL, tc.query, tc.threshold), tc.window); got.Err != nil {
 				t.Fatal(got.Err)
 			}
+			if len(queries) != 2 {
+				t.Fatalf("queries = %q, want the instant comparison and the window", queries)
+			}
+			q := queries[1]
 			for _, want := range tc.want {
 				if !strings.Contains(q, want) {
 					t.Errorf("query %q does not contain %q", q, want)
