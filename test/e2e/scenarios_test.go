@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -44,7 +45,9 @@ type app struct {
 
 func deployApp(cooldown int32) *app {
 	GinkgoHelper()
-	a := &app{ns: fmt.Sprintf("e2e-%05d", rand.IntN(100000)), client: &http.Client{Transport: &http.Transport{}, Timeout: 2 * time.Minute}}
+	a := &app{ns: fmt.Sprintf("e2e-%05d", rand.IntN(100000)), client: &http.Client{Timeout: 2 * time.Minute,
+		// A connection that kube-proxy sent to a gone pod hangs; fail it fast, not after 2 min.
+		Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}}}
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}})).To(Succeed())
 	labels := map[string]string{"app": "shop", "version": "v1"}
 	Expect(k8s.Create(ctx, fixture.SampleApp(a.ns, "shop", labels))).To(Succeed())
@@ -302,10 +305,12 @@ var _ = Describe("Bad input", func() {
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "elasti-system", Name: "elasti-resolver"}, svc)).To(Succeed())
 		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:8012/", svc.Spec.ClusterIP), nil)
 		req.Host = "example.com"
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 		Expect(err).NotTo(HaveOccurred())
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		Expect(resp.StatusCode).To(Equal(http.StatusNotFound))
+		Expect(resp.StatusCode).To(Equal(http.StatusNotFound), "%s", body)
+		Expect(string(body)).To(ContainSubstring("example.com"), "the 404 names the unknown host")
 	})
 
 	It("rejects an invalid ElastiService with a message that names the field", func() {

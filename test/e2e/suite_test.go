@@ -19,20 +19,26 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/yaml"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/test/internal/fixture"
 )
 
 var (
-	k8s  client.Client
-	ctx  = context.Background()
-	prom *fakeProm
-	repo = repoRoot()
+	k8s        client.Client
+	restConfig *rest.Config
+	ctx        = context.Background()
+	prom       *fakeProm
+	repo       = repoRoot()
 )
 
 func repoRoot() string {
@@ -70,6 +76,7 @@ func helm(args ...string) string {
 var _ = BeforeSuite(func() {
 	cfg, err := config.GetConfig()
 	Expect(err).NotTo(HaveOccurred())
+	restConfig = cfg
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
@@ -92,8 +99,44 @@ func installElasti() {
 		// No Envoy can run here: the resolver has no sidecar and replays straight to pod IPs.
 		"--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods",
 		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug")
+	// helm --wait sees the pods ready, but kube-proxy programs a reinstall's new ClusterIPs a
+	// moment later; until it has, a connection to them is refused.
+	for _, port := range []string{"elasti-system/elasti-resolver:http", "elasti-system/elasti-controller:http-activity"} {
+		Eventually(func() ([]string, error) { return fixture.KubeProxyTargets(port) }).
+			WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "kube-proxy never routed %s", port)
+	}
 	GinkgoWriter.Printf("elasti installed and ready in %s\n", time.Since(start).Round(100*time.Millisecond))
 }
+
+// On a failed spec, print what CI cannot ask for afterwards: every ElastiService's status and
+// the tail of the controller's log, which runs at debug level here and logs each decision.
+var _ = ReportAfterEach(func(r SpecReport) {
+	if !r.Failed() {
+		return
+	}
+	var list v1alpha1.ElastiServiceList
+	if err := k8s.List(ctx, &list); err == nil {
+		for _, es := range list.Items {
+			st, _ := yaml.Marshal(es.Status)
+			AddReportEntry("ElastiService "+es.Namespace+"/"+es.Name, string(st))
+		}
+	}
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return
+	}
+	pods, err := cs.CoreV1().Pods("elasti-system").List(ctx, metav1.ListOptions{LabelSelector: "app=elasti-controller"})
+	if err != nil {
+		return
+	}
+	tail := int64(150)
+	for _, pod := range pods.Items {
+		raw, err := cs.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+		if err == nil {
+			AddReportEntry("log of "+pod.Name, string(raw))
+		}
+	}
+})
 
 var _ = AfterSuite(func() {
 	if prom != nil {
