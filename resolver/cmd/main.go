@@ -62,7 +62,7 @@ func run() error {
 	flag.IntVar(&o.maxTotal, "max-pending-total", 50000, "Requests held across all targets.")
 	flag.DurationVar(&o.holdTimeout, "hold-timeout", 2*time.Minute, "How long a request is held unless spec.queue.holdTimeout says otherwise.")
 	flag.StringVar(&o.upstream, "upstream", handler.UpstreamService, "Where replays go: service (the private Service, through the mesh) or pods (a ready pod IP).")
-	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 0, "Connections to one upstream address at most (HTTP/1.1); 0 means no bound.")
+	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 100, "Connections to one upstream address at most, so a wake-up burst queues here rather than at the first pod (upgraded WebSockets do not count); 0 means no bound.")
 	flag.StringVar(&o.domain, "cluster-domain", "cluster.local", "Cluster DNS domain.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "After SIGTERM, how long to keep accepting connections while endpoints drop this pod.")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "After the shutdown delay, how long held and in-flight requests may finish.")

@@ -164,3 +164,19 @@ func TestSchemaRejectsUnknownValues(t *testing.T) {
 		t.Errorf("a misspelt value was accepted: %v %s", err, out)
 	}
 }
+
+// The resolver bounds its connections to one upstream by default, so that a wake-up burst does
+// not open one connection per held request on the first pod; 0 lifts the bound, and a negative
+// number is refused by the schema.
+func TestMaxConnsPerUpstream(t *testing.T) {
+	if a := args(t, find(render(t), "Deployment", "elasti-resolver")); !slices.Contains(a, "--max-conns-per-upstream=100") {
+		t.Errorf("resolver args %v lack the default --max-conns-per-upstream=100", a)
+	}
+	if a := args(t, find(render(t, "--set", "resolver.maxConnsPerUpstream=0"), "Deployment", "elasti-resolver")); !slices.Contains(a, "--max-conns-per-upstream=0") {
+		t.Errorf("resolver args %v lack --max-conns-per-upstream=0", a)
+	}
+	out, err := exec.Command(os.Getenv("HELM"), "template", "elasti", chartDir(), "--set", "resolver.maxConnsPerUpstream=-1").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "maxConnsPerUpstream") {
+		t.Errorf("a negative maxConnsPerUpstream was accepted: %v %s", err, out)
+	}
+}

@@ -56,6 +56,11 @@ func (w *countWaker) Active(types.NamespacedName)            { w.active.Add(1) }
 // newHarness starts the resolver for a backend listening on backend (host:port).
 func newHarness(t *testing.T, backend string) *harness {
 	t.Helper()
+	return newHarnessWith(t, backend, proxy.Options{})
+}
+
+func newHarnessWith(t *testing.T, backend string, opts proxy.Options) *harness {
+	t.Helper()
 	reg := registry.New("cluster.local", nil)
 	reg.UpsertElastiService(&v1alpha1.ElastiService{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
@@ -67,7 +72,7 @@ func newHarness(t *testing.T, backend string) *harness {
 	h := &harness{backend: backend, ready: ready, thr: thr, waker: &countWaker{},
 		key: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
 	chain := Build(Config{
-		Proxy: proxy.New(proxy.Options{}), Targets: reg, Throttler: thr, Waker: h.waker, Endpoints: ready,
+		Proxy: proxy.New(opts), Targets: reg, Throttler: thr, Waker: h.waker, Endpoints: ready,
 		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 10000, HoldTimeout: time.Minute, Metrics: metrics.New(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -515,5 +520,55 @@ func TestShutdownReplaysHeldRequests(t *testing.T) {
 	}
 	if got := hits.Load(); got != 1 {
 		t.Errorf("backend hits = %d, want 1", got)
+	}
+}
+
+// A wake-up burst reaches the first pod over at most MaxConnsPerHost connections: the rest wait
+// in the resolver for a free one, and every request is still answered exactly once.
+func TestWakeBurstBoundedPerUpstream(t *testing.T) {
+	const n, bound = 200, 8
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var inFlight, peak atomic.Int32
+	backend := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cur := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
+		}
+		mu.Lock()
+		counts[r.URL.Query().Get("id")]++
+		mu.Unlock()
+		time.Sleep(5 * time.Millisecond) // long enough that the burst overlaps at the backend
+		_, _ = io.WriteString(w, "ok")
+	}))
+	h := newHarnessWith(t, backend, proxy.Options{MaxConnsPerHost: bound})
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			res, err := h.client.Get("http://app.shop/?id=" + strconv.Itoa(i))
+			if err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					err = fmt.Errorf("request %d: status %d", i, res.StatusCode)
+				}
+			}
+			errs <- err
+		}()
+	}
+	h.waitPending(t, n)
+	h.setReady(true)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range n {
+		if got := counts[strconv.Itoa(i)]; got != 1 {
+			t.Errorf("backend saw request %d %d times, want exactly once", i, got)
+		}
+	}
+	if p := peak.Load(); p > bound || p < 2 {
+		t.Errorf("peak concurrency at the backend = %d, want between 2 and the bound %d", p, bound)
 	}
 }
