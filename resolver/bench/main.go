@@ -69,7 +69,7 @@ func run() error {
 	flag.DurationVar(&o.dur, "d", 5*time.Second, "duration of each warm pass-through run")
 	flag.IntVar(&o.burst, "burst", 10000, "requests held at zero in the burst")
 	flag.IntVar(&o.wakes, "wakes", 300, "wake-ups measured for the wake path")
-	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 1024, "the resolver's --max-conns-per-upstream")
+	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 100, "the resolver's --max-conns-per-upstream (its default)")
 	flag.IntVar(&o.rounds, "rounds", 3, "warm pass-through rounds, each a direct and a resolver pass; the median is the result")
 	flag.BoolVar(&o.bare, "bare", true, "also measure a plain httputil.ReverseProxy each round, for comparison")
 	flag.BoolVar(&o.pin, "pin", false, "pin loadgen and backend to CPU 0 and this process (the resolver) to CPU 1")
