@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -105,6 +107,17 @@ func installElasti() {
 		Eventually(func() ([]string, error) { return fixture.KubeProxyTargets(port) }).
 			WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "kube-proxy never routed %s", port)
 	}
+	// A controller uninstalled a moment ago could not release its Lease (helm deleted its RBAC
+	// while it stopped), so the new one leads only once that Lease expires.
+	Eventually(func(g Gomega) {
+		var lease coordinationv1.Lease
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "elasti-system", Name: "elasti-controller.elasti.dev"}, &lease)).To(Succeed())
+		g.Expect(lease.Spec.HolderIdentity).NotTo(BeNil())
+		var pods corev1.PodList
+		g.Expect(k8s.List(ctx, &pods, client.InNamespace("elasti-system"), client.MatchingLabels{"app": "elasti-controller"})).To(Succeed())
+		holder, _, _ := strings.Cut(*lease.Spec.HolderIdentity, "_")
+		g.Expect(pods.Items).To(ContainElement(HaveField("ObjectMeta.Name", holder)), "the Lease is held by %s", *lease.Spec.HolderIdentity)
+	}).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
 	GinkgoWriter.Printf("elasti installed and ready in %s\n", time.Since(start).Round(100*time.Millisecond))
 }
 

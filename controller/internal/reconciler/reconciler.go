@@ -45,6 +45,8 @@ import (
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election announces a new leader with a core/v1 Event in the Lease's namespace.
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // EventRecorder records Kubernetes events; declared here, where it is used.
 type EventRecorder interface {
