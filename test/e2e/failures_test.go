@@ -291,7 +291,10 @@ var _ = Describe("Failures", Label("failures"), func() {
 			diagnose(a)
 			Fail(failures[0])
 		}
-		Expect(a.replicas()).To(Equal(int32(1)), "the held burst did not wake the target")
+		// Holding and waking are concurrent: the controller may scale up a moment after the
+		// last request is held.
+		Eventually(a.replicas).WithTimeout(10*time.Second).WithPolling(100*time.Millisecond).
+			Should(Equal(int32(1)), "the held burst did not wake the target")
 
 		victim, survivor := pods[0], pods[1]
 		Expect(a.status().ReadyEndpoints).To(BeZero(), "the target became ready before the delete; the test proves nothing")
