@@ -435,9 +435,9 @@ func (r *Reconciler) setMode(es *v1alpha1.ElastiService, mode v1alpha1.Mode, now
 	es.Status.ModeSince = &metav1.Time{Time: now}
 }
 
-// recordActivity persists the leader's in-memory activity coarsely: often enough that a new
-// leader does not scale down early by more than a tenth of the cooldown, rarely enough that an
-// active Service does not write its status on every request.
+// recordActivity persists the leader's in-memory activity coarsely: a new leader reading it is
+// off by at most 30 s or a tenth of the cooldown (the triggers' window still covers the whole
+// cooldown), and an active Service does not write its status on every request.
 func (r *Reconciler) recordActivity(es *v1alpha1.ElastiService, last time.Time) {
 	granularity := max(30*time.Second, time.Duration(es.Spec.CooldownPeriod)*time.Second/10)
 	if old := es.Status.LastActivityTime; old == nil || last.Sub(old.Time) >= granularity {
