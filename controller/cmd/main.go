@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,9 +17,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -30,7 +36,10 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
+	"github.com/elasti-dev/elasti/controller/internal/routekey"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
+	"github.com/elasti-dev/elasti/controller/internal/triggers"
+	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
 	"github.com/elasti-dev/elasti/internal/wake"
 )
@@ -53,11 +62,16 @@ type options struct {
 	drainDelay, triggerInterval          time.Duration
 	activityAuth                         string
 	activityUsers                        string
+	activityIssuer                       string
+	activityReviewQPS                    float64
+	activityReviewBurst                  int
+	triggerAllowedAddresses              string
 	concurrency                          int
 	qps                                  float64
 	burst                                int
 	uninstall                            bool
 	uninstallTimeout                     time.Duration
+	routeKeySecret                       string
 }
 
 func run() error {
@@ -75,6 +89,11 @@ func run() error {
 	flag.DurationVar(&o.triggerInterval, "trigger-retry-interval", 30*time.Second, "How soon triggers that could not be read are asked again. Triggers are otherwise asked only when a cooldown would expire.")
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
 	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
+	flag.StringVar(&o.activityIssuer, "activity-issuer", "", "With tokenreview, the iss claim the resolver's token must carry, checked before any TokenReview; not checked when empty.")
+	flag.Float64Var(&o.activityReviewQPS, "activity-review-qps", 5, "Sustained TokenReviews per second, on a client of their own, apart from the reconciler's --kube-api-qps.")
+	flag.IntVar(&o.activityReviewBurst, "activity-review-burst", 10, "Burst of TokenReviews.")
+	flag.StringVar(&o.triggerAllowedAddresses, "trigger-allowed-addresses", "", "Comma-separated servers that triggers may query: URL prefixes (http://prometheus.monitoring:9090) or host[:port] (prometheus.monitoring, *.monitoring.svc.cluster.local). Any when empty.")
+	flag.StringVar(&o.routeKeySecret, "route-key-secret", "", "Name of the Secret, in the resolver's namespace, whose key signs the route headers for the resolver; made with a random key when missing. Default "+routesig.DefaultSecretName+".")
 	flag.IntVar(&o.concurrency, "concurrency", 4, "ElastiServices reconciled at once.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 100, "Sustained requests per second to the API server.")
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of requests to the API server.")
@@ -97,6 +116,10 @@ func run() error {
 	}
 	if o.activityAuth != "tokenreview" && o.activityAuth != "none" {
 		return fmt.Errorf("--activity-auth must be tokenreview or none, got %q", o.activityAuth)
+	}
+	allowedTriggers, err := triggers.ParseAllowList(o.triggerAllowedAddresses)
+	if err != nil {
+		return fmt.Errorf("--trigger-allowed-addresses: %w", err)
 	}
 
 	scheme := runtime.NewScheme()
@@ -141,12 +164,48 @@ func run() error {
 		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
 	}
 
+	// The route key is read once, straight from the API server (the role grants this one
+	// Secret, so a cache could not list Secrets); a changed key takes a restart, which re-signs
+	// every rewritten route on its first reconcile.
+	if o.routeKeySecret == "" {
+		o.routeKeySecret = routesig.DefaultSecretName
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating a client: %w", err)
+	}
+	var signer *routesig.Signer
+	keyCtx, keyCancel := context.WithTimeout(context.Background(), time.Minute)
+	err = wait.ExponentialBackoffWithContext(keyCtx, wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: 9, Cap: 10 * time.Second},
+		func(ctx context.Context) (bool, error) {
+			s, err := routekey.Ensure(ctx, direct, types.NamespacedName{Namespace: resolverNS, Name: o.routeKeySecret})
+			if err != nil {
+				log.Error(err, "reading the route key; retrying")
+				return false, nil
+			}
+			signer = s
+			return true, nil
+		})
+	keyCancel()
+	if err != nil {
+		return fmt.Errorf("route key Secret %s/%s not available: %w", resolverNS, o.routeKeySecret, err)
+	}
+
 	metrics.Registry.MustRegister(elasticontroller.Collectors()...)
 	store := activity.NewStore()
 	events := make(chan event.GenericEvent, 1024)
 	var auth activity.Authenticator
 	if o.activityAuth == "tokenreview" {
-		auth = &activity.TokenReviewer{Client: mgr.GetClient(), Users: strings.Split(o.activityUsers, ",")}
+		// TokenReviews get a client and a rate limit of their own, so that a flood of signals
+		// cannot spend the reconciler's.
+		reviewCfg := rest.CopyConfig(cfg)
+		reviewCfg.QPS, reviewCfg.Burst, reviewCfg.RateLimiter = float32(o.activityReviewQPS), o.activityReviewBurst, nil
+		reviews, err := authenticationv1.NewForConfig(reviewCfg)
+		if err != nil {
+			return fmt.Errorf("creating the TokenReview client: %w", err)
+		}
+		auth = &activity.TokenReviewer{Reviews: reviews.TokenReviews(), Users: strings.Split(o.activityUsers, ","),
+			Issuer: o.activityIssuer, Log: ctrl.Log.WithName("activity")}
 	}
 	if err := mgr.Add(&activity.Server{Addr: o.activityAddr, Handler: &activity.Handler{
 		Store: store, Auth: auth, Elected: mgr.Elected(), Events: events, Log: ctrl.Log.WithName("activity"),
@@ -164,11 +223,13 @@ func run() error {
 			DrainDelay:        o.drainDelay,
 			TriggerInterval:   o.triggerInterval,
 			Istio:             istio,
+			RouteSigner:       signer,
 		},
 		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
 		Activity: store,
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,
+		Triggers: (&triggers.Evaluator{Allowed: allowedTriggers}).Evaluate,
 	}
 	ctx := ctrl.SetupSignalHandler()
 	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency}); err != nil {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -23,8 +25,10 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
+	"github.com/elasti-dev/elasti/resolver/internal/memory"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
@@ -42,6 +46,12 @@ type options struct {
 	drainTimeout, idleTimeout      time.Duration
 	deletedGrace                   time.Duration
 	upstream, domain, watchNS      string
+	routeKeySecret                 string
+	maxHeldBody, minBodyRate       int64
+	bodyGrace                      time.Duration
+	maxPendingNS, maxPendingLimit  int
+	memoryLimit                    uint64
+	connWait                       time.Duration
 }
 
 func main() {
@@ -58,8 +68,11 @@ func run() error {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&o.controllerURL, "controller-url", "http://elasti-controller.elasti-system.svc:8013", "Base URL of the controller's activity endpoint.")
 	flag.StringVar(&o.tokenFile, "token-file", "/var/run/secrets/elasti/token", "Projected service account token sent to the controller; re-read when it changes.")
-	flag.IntVar(&o.maxPending, "max-pending-per-target", 10000, "Requests held per target unless spec.queue.maxPending says otherwise.")
-	flag.IntVar(&o.maxTotal, "max-pending-total", 50000, "Requests held across all targets.")
+	flag.IntVar(&o.maxPending, "max-pending-per-target", 5000, "Requests held per target unless spec.queue.maxPending says otherwise.")
+	flag.IntVar(&o.maxTotal, "max-pending-total", 20000, "Requests held across all targets.")
+	flag.IntVar(&o.maxPendingNS, "max-pending-per-namespace", 5000, "Requests held for the targets of one namespace, so that no tenant can take every slot; 0 means --max-pending-total.")
+	flag.IntVar(&o.maxPendingLimit, "max-pending-limit", 5000, "The most a spec.queue.maxPending may ask for; larger values are cut to it. 0 means no limit.")
+	flag.Uint64Var(&o.memoryLimit, "memory-limit", envBytes("ELASTI_MEMORY_LIMIT"), "The container's memory limit in bytes (the chart passes limits.memory): the Go runtime aims at 90% of it, and new holds are refused (503) above 80%. 0 turns both off.")
 	flag.DurationVar(&o.holdTimeout, "hold-timeout", 2*time.Minute, "How long a request is held unless spec.queue.holdTimeout says otherwise.")
 	flag.StringVar(&o.upstream, "upstream", handler.UpstreamService, "Where replays go: service (the private Service, through the mesh) or pods (a ready pod IP).")
 	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 100, "Connections to one upstream address at most, so a wake-up burst queues here rather than at the first pod (upgraded WebSockets do not count); 0 means no bound.")
@@ -70,6 +83,12 @@ func run() error {
 	flag.DurationVar(&o.deletedGrace, "deleted-grace", registry.DefaultGrace,
 		"How long a deleted ElastiService's requests (on connections kube-proxy pinned to the resolver) are still forwarded to its public Service; 0 answers them 404.")
 	flag.StringVar(&o.watchNS, "watch-namespaces", "", "Comma-separated namespaces to serve; empty serves all.")
+	flag.DurationVar(&o.connWait, "upstream-conn-wait", 30*time.Second, "How long a request waits for one of the --max-conns-per-upstream connections before it gets 503 with Retry-After; 0 waits as long as the caller.")
+	flag.Int64Var(&o.maxHeldBody, "max-held-body", 64<<10, "Bytes of a held request's body read while it waits, so a caller that leaves is noticed and the replay never waits on the caller; larger bodies stream the rest.")
+	flag.Int64Var(&o.minBodyRate, "min-body-rate", 1024, "Bytes per second a body streamed to a target must average after --body-grace, so a trickling caller cannot keep one of its connections busy; 0 disables it.")
+	flag.DurationVar(&o.bodyGrace, "body-grace", 10*time.Second, "How long a streamed body may stall, and before its rate is checked.")
+	flag.StringVar(&o.routeKeySecret, "route-key-secret", defaultRouteKeySecret(),
+		"namespace/name of the Secret whose key signs the route headers (the controller creates it); without it no X-Elasti-* header is believed.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -88,7 +107,11 @@ func run() error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	cacheOpts := sources.CacheOptions(o.watchNS)
+	keyNS, keyName, ok := strings.Cut(o.routeKeySecret, "/")
+	if !ok || keyNS == "" || keyName == "" {
+		return fmt.Errorf("--route-key-secret must be namespace/name, not %q", o.routeKeySecret)
+	}
+	cacheOpts := sources.CacheOptions(o.watchNS, types.NamespacedName{Namespace: keyNS, Name: keyName})
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -112,13 +135,19 @@ func run() error {
 	ctrlmetrics.Registry.MustRegister(m.Collectors()...)
 	ready := readiness.New()
 	thr := throttler.New(ready, o.maxTotal)
+	thr.SetNamespaceShare(o.maxPendingNS)
 	ready.SetListener(thr)
+	_, gomemlimit := os.LookupEnv("GOMEMLIMIT")
+	memLimit := memory.SetLimit(o.memoryLimit, 0.9, gomemlimit)
+	guard := memory.NewGuard(o.memoryLimit, 0.8)
+	go guard.Run(mgrCtx, 100*time.Millisecond)
 	waker := signal.New(mgrCtx, signal.Options{
 		ControllerURL: o.controllerURL, TokenFile: o.tokenFile, Signals: m.WakeSignals, Log: log.WithName("signal"),
 	})
-	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m})
+	key := &routesig.Key{}
+	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m, key: key})
 	reg.SetGrace(o.deletedGrace)
-	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready); err != nil {
+	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready, sources.RouteKeyHandler(key, log.WithName("route-key"))); err != nil {
 		return err
 	}
 
@@ -138,31 +167,28 @@ func run() error {
 		return err
 	}
 
-	rp := proxy.New(proxy.Options{Log: log.WithName("proxy"), MaxConnsPerHost: o.maxConns, OnError: func(r *http.Request, _ error) {
+	rp := proxy.New(proxy.Options{Log: log.WithName("proxy"), MaxConnsPerHost: o.maxConns, ConnWait: o.connWait, OnError: func(r *http.Request, _ error) {
 		if req := handler.RequestFrom(r.Context()); req != nil {
 			m.UpstreamError.WithLabelValues(req.Target.Namespace, req.Target.Name).Inc()
 		}
 	}})
 	chain := handler.Build(handler.Config{
-		Proxy: rp, Targets: reg, Throttler: thr, Waker: waker, Endpoints: ready,
+		Proxy: rp, Targets: reg, Signatures: key, Throttler: thr, Waker: waker, Endpoints: ready,
 		Upstream: o.upstream, Domain: o.domain, MaxPending: o.maxPending, HoldTimeout: o.holdTimeout, Metrics: m,
+		MaxHeldBody: o.maxHeldBody, MinBodyRate: o.minBodyRate, BodyGrace: o.bodyGrace,
+		MaxPendingLimit: o.maxPendingLimit, Admit: guard.Admit,
 	})
 	srv := handler.NewServer(o.listen, chain, o.idleTimeout)
 
 	var mgrErr error
 	mgrDone := make(chan struct{})
 	go func() { mgrErr = mgr.Start(mgrCtx); close(mgrDone) }()
-	// Listen now so callers queue in the backlog, but serve only once the caches have synced:
-	// before that every host would look unknown and get 404.
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", o.listen, err)
-	}
+	// Listen only once the caches have synced: before that every host would look unknown, and
+	// a caller let into the backlog would hang until then.
 	syncCtx, syncDone := context.WithCancel(mgrCtx)
 	defer context.AfterFunc(sig, syncDone)()
 	go func() { <-mgrDone; syncDone() }()
 	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
-		_ = ln.Close()
 		select {
 		case <-mgrDone:
 			return fmt.Errorf("manager stopped before its caches synced: %w", mgrErr)
@@ -170,10 +196,15 @@ func run() error {
 			return errors.New("stopped before the caches synced")
 		}
 	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listen, err)
+	}
 	synced.Store(true)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	log.Info("resolver serving", "version", version.Version, "listen", o.listen, "upstream", o.upstream, "elastiservices", reg.Len())
+	log.Info("resolver serving", "version", version.Version, "listen", o.listen, "upstream", o.upstream, "elastiservices", reg.Len(),
+		"memoryLimit", o.memoryLimit, "gomemlimit", memLimit)
 
 	select {
 	case <-sig.Done():
@@ -209,6 +240,7 @@ type forgetter struct {
 	thr     *throttler.Throttler
 	waker   *signal.Client
 	metrics *metrics.Metrics
+	key     *routesig.Key
 }
 
 func (f forgetter) Forget(t *registry.Target) {
@@ -216,7 +248,24 @@ func (f forgetter) Forget(t *registry.Target) {
 		f.thr.Forget(t.Backend)
 		f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
 	}
+	f.key.Forget(t.Key()) // a tombstone that verifies again caches it again, until it expires
 	f.metrics.Forget(t.Namespace, t.Name)
+}
+
+// envBytes reads a byte count from the environment variable name; 0 when unset or not a number.
+func envBytes(name string) uint64 {
+	n, _ := strconv.ParseUint(os.Getenv(name), 10, 64)
+	return n
+}
+
+// defaultRouteKeySecret is the route key's Secret in this pod's namespace (POD_NAMESPACE, set by
+// the chart), else in elasti-system.
+func defaultRouteKeySecret() string {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "elasti-system"
+	}
+	return ns + "/" + routesig.DefaultSecretName
 }
 
 // raiseNoFile lifts the soft open-file limit to the hard one: every held request is a socket.

@@ -42,6 +42,16 @@ func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	return objs
 }
 
+// renderFailure runs helm template with args, which must fail, and returns its output.
+func renderFailure(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(os.Getenv("HELM"), append([]string{"template", "elasti", chartDir()}, args...)...).CombinedOutput()
+	if err == nil {
+		t.Errorf("helm template %v succeeded, want a failure", args)
+	}
+	return string(out)
+}
+
 func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
 	for _, o := range objs {
 		if o.GetKind() == kind && o.GetName() == name {
@@ -80,8 +90,8 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("no %s %s in the default render", want[0], want[1])
 		}
 	}
-	if n := kinds(objs)["Role"]; n != 0 {
-		t.Errorf("default render has %d Roles, want ClusterRoles only", n)
+	if n := kinds(objs)["Role"]; n != 2 || find(objs, "Role", "elasti-controller-own") == nil || find(objs, "Role", "elasti-resolver-own") == nil {
+		t.Errorf("default render has %d Roles, want ClusterRoles and only each binary's Role in its own namespace", n)
 	}
 	res := find(objs, "Deployment", "elasti-resolver")
 	if r, _, _ := unstructured.NestedFieldNoCopy(res.Object, "spec", "replicas"); fmt.Sprint(r) != "2" {
@@ -114,9 +124,10 @@ func TestNamespacedRBAC(t *testing.T) {
 	// The uninstall hook's own Roles are counted in its test.
 	objs := withoutHooks(render(t, "--set", "rbac.namespaced=true", "--set", "watchNamespaces={shop,payments}"))
 	k := kinds(objs)
-	// Two binaries, each with a Role in elasti-system, shop and payments.
-	if k["Role"] != 6 || k["RoleBinding"] != 6 {
-		t.Errorf("Roles %d, RoleBindings %d; want 6 of each", k["Role"], k["RoleBinding"])
+	// Two binaries, each with a Role in elasti-system, shop and payments, and each with its
+	// own Role (leader election, the route key) in elasti-system.
+	if k["Role"] != 8 || k["RoleBinding"] != 8 {
+		t.Errorf("Roles %d, RoleBindings %d; want 8 of each", k["Role"], k["RoleBinding"])
 	}
 	if find(objs, "ClusterRole", "elasti-controller") != nil || find(objs, "ClusterRole", "elasti-resolver") != nil {
 		t.Errorf("namespaced RBAC still renders the broad ClusterRoles")
@@ -158,10 +169,8 @@ func TestDestinationRuleNeedsIstio(t *testing.T) {
 }
 
 func TestSchemaRejectsUnknownValues(t *testing.T) {
-	helm := os.Getenv("HELM")
-	out, err := exec.Command(helm, "template", "elasti", chartDir(), "--set", "resolver.upstreem=pods").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "upstreem") {
-		t.Errorf("a misspelt value was accepted: %v %s", err, out)
+	if out := renderFailure(t, "--set", "resolver.upstreem=pods"); !strings.Contains(out, "upstreem") {
+		t.Errorf("a misspelt value was refused without naming it: %s", out)
 	}
 }
 
@@ -175,8 +184,7 @@ func TestMaxConnsPerUpstream(t *testing.T) {
 	if a := args(t, find(render(t, "--set", "resolver.maxConnsPerUpstream=0"), "Deployment", "elasti-resolver")); !slices.Contains(a, "--max-conns-per-upstream=0") {
 		t.Errorf("resolver args %v lack --max-conns-per-upstream=0", a)
 	}
-	out, err := exec.Command(os.Getenv("HELM"), "template", "elasti", chartDir(), "--set", "resolver.maxConnsPerUpstream=-1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "maxConnsPerUpstream") {
-		t.Errorf("a negative maxConnsPerUpstream was accepted: %v %s", err, out)
+	if out := renderFailure(t, "--set", "resolver.maxConnsPerUpstream=-1"); !strings.Contains(out, "maxConnsPerUpstream") {
+		t.Errorf("a negative maxConnsPerUpstream was refused without naming it: %s", out)
 	}
 }

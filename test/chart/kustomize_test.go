@@ -68,6 +68,8 @@ func TestKustomizeDefault(t *testing.T) {
 		"DestinationRule elasti-system/elasti-resolver",
 		"Namespace /elasti-system",
 		"PodDisruptionBudget elasti-system/elasti-resolver",
+		"Role elasti-system/elasti-controller", "Role elasti-system/elasti-resolver",
+		"RoleBinding elasti-system/elasti-controller", "RoleBinding elasti-system/elasti-resolver",
 		"Service elasti-system/elasti-controller", "Service elasti-system/elasti-resolver",
 		"ServiceAccount elasti-system/elasti-controller", "ServiceAccount elasti-system/elasti-resolver",
 	}
@@ -92,25 +94,39 @@ func TestKustomizeDefault(t *testing.T) {
 		}
 	}
 
-	// RBAC is exactly what controller-gen generated from the markers, bound to the service
-	// account each Deployment runs as.
+	// RBAC is exactly what controller-gen generated from the markers (a ClusterRole per binary,
+	// and a Role each in elasti-system: leader election and the route key for the controller,
+	// the route key for the resolver), bound to the service account each Deployment runs as.
 	for _, bin := range []string{"controller", "resolver"} {
 		name := "elasti-" + bin
 		generated := readObjects(t, filepath.Join(repoRoot(), "config", "rbac", bin, "role.yaml"))
-		if len(generated) != 1 {
-			t.Fatalf("config/rbac/%s/role.yaml has %d objects", bin, len(generated))
+		if wantKinds := map[string]int{"controller": 2, "resolver": 2}[bin]; len(generated) != wantKinds {
+			t.Fatalf("config/rbac/%s/role.yaml has %d objects, want %d", bin, len(generated), wantKinds)
 		}
-		wantRules, _, _ := unstructured.NestedSlice(generated[0].Object, "rules")
-		gotRules, _, _ := unstructured.NestedSlice(find(objs, "ClusterRole", name).Object, "rules")
-		if len(wantRules) == 0 || !cmp.Equal(wantRules, gotRules) {
-			t.Errorf("ClusterRole %s differs from config/rbac/%s/role.yaml:\n%s", name, bin, cmp.Diff(wantRules, gotRules))
-		}
-		binding := find(objs, "ClusterRoleBinding", name)
-		ref, _, _ := unstructured.NestedStringMap(binding.Object, "roleRef")
-		subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
-		wantSubjects := []any{map[string]any{"kind": "ServiceAccount", "name": name, "namespace": "elasti-system"}}
-		if ref["kind"] != "ClusterRole" || ref["name"] != name || !cmp.Equal(wantSubjects, subjects) {
-			t.Errorf("ClusterRoleBinding %s binds %v to %v, want ClusterRole %s to ServiceAccount elasti-system/%s", name, ref, subjects, name, name)
+		for _, role := range generated {
+			kind := role.GetKind()
+			wantRules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+			got := find(objs, kind, name)
+			if got == nil || got.GetNamespace() != role.GetNamespace() {
+				t.Errorf("config/default lacks %s %s/%s of config/rbac/%s/role.yaml", kind, role.GetNamespace(), name, bin)
+				continue
+			}
+			gotRules, _, _ := unstructured.NestedSlice(got.Object, "rules")
+			if len(wantRules) == 0 || !cmp.Equal(wantRules, gotRules) {
+				t.Errorf("%s %s differs from config/rbac/%s/role.yaml:\n%s", kind, name, bin, cmp.Diff(wantRules, gotRules))
+			}
+			binding := find(objs, kind+"Binding", name)
+			if binding == nil {
+				t.Errorf("no %sBinding %s", kind, name)
+				continue
+			}
+			ref, _, _ := unstructured.NestedStringMap(binding.Object, "roleRef")
+			subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
+			wantSubjects := []any{map[string]any{"kind": "ServiceAccount", "name": name, "namespace": "elasti-system"}}
+			if ref["kind"] != kind || ref["name"] != name || binding.GetNamespace() != role.GetNamespace() || !cmp.Equal(wantSubjects, subjects) {
+				t.Errorf("%sBinding %s/%s binds %v to %v, want %s %s to ServiceAccount elasti-system/%s",
+					kind, binding.GetNamespace(), name, ref, subjects, kind, name, name)
+			}
 		}
 		if sa, _, _ := unstructured.NestedString(find(objs, "Deployment", name).Object, "spec", "template", "spec", "serviceAccountName"); sa != name {
 			t.Errorf("Deployment %s runs as %q, want %s", name, sa, name)
@@ -189,7 +205,7 @@ func TestKustomizeSamplesAndBases(t *testing.T) {
 		t.Errorf("config/samples (-sample files +kustomize):\n%s", diff)
 	}
 	for dir, kinds := range map[string][]string{
-		"crd": {"CustomResourceDefinition"}, "rbac": {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"},
+		"crd": {"CustomResourceDefinition"}, "rbac": {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"},
 		"manager": {"Deployment", "Service"}, "resolver": {"Deployment", "DestinationRule", "PodDisruptionBudget", "Service"},
 	} {
 		var got []string

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"os/exec"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -32,6 +33,8 @@ type xdsDest struct {
 	Cluster string
 	Weight  uint32
 	Headers map[string]string
+	// Remove lists the request headers the proxy removes before it adds Headers.
+	Remove []string
 }
 
 // xdsRoutes asks istiod, with xdsprobe, for the routes of the virtual host with domain host in
@@ -48,10 +51,12 @@ func xdsRoutes(ctx context.Context, route, host string, probeArgs ...string) (ma
 			Routes []struct {
 				Name     string
 				Headers  map[string]string
+				Remove   []string
 				Clusters []struct {
 					Name    string
 					Weight  uint32
 					Headers map[string]string
+					Remove  []string
 				}
 			}
 		}
@@ -69,7 +74,8 @@ func xdsRoutes(ctx context.Context, route, host string, probeArgs ...string) (ma
 						h = map[string]string{}
 					}
 					maps.Copy(h, c.Headers)
-					got[r.Name] = append(got[r.Name], xdsDest{Cluster: c.Name, Weight: c.Weight, Headers: h})
+					got[r.Name] = append(got[r.Name], xdsDest{Cluster: c.Name, Weight: c.Weight, Headers: h,
+						Remove: append(slices.Clone(r.Remove), c.Remove...)})
 				}
 			}
 		}
@@ -78,16 +84,21 @@ func xdsRoutes(ctx context.Context, route, host string, probeArgs ...string) (ma
 }
 
 // toResolver matches a destination rewritten to the resolver for ElastiService target, with the
-// subset and port of the original destination in the headers and the weight kept.
+// subset and port of the original destination in the headers, signed, and the weight kept. A
+// header the route does not set is removed first, so that a client's copy cannot spoil the
+// signature.
 func toResolver(weight uint32, target, subset string) gtypes.GomegaMatcher {
 	headers := And(HaveKeyWithValue(v1alpha1.HeaderTarget, target), HaveKeyWithValue(v1alpha1.HeaderPort, "80"),
-		HaveKey(v1alpha1.HeaderRestoreKey))
+		HaveKey(v1alpha1.HeaderRestoreKey), HaveKeyWithValue(v1alpha1.HeaderSignature, Not(BeEmpty())))
+	remove := gtypes.GomegaMatcher(Not(ContainElement(v1alpha1.HeaderSubset)))
 	if subset != "" {
 		headers = And(headers, HaveKeyWithValue(v1alpha1.HeaderSubset, subset))
 	} else {
 		headers = And(headers, Not(HaveKey(v1alpha1.HeaderSubset)))
+		remove = ContainElement(v1alpha1.HeaderSubset)
 	}
-	return And(HaveField("Cluster", resolverCluster), HaveField("Weight", weight), HaveField("Headers", headers))
+	return And(HaveField("Cluster", resolverCluster), HaveField("Weight", weight), HaveField("Headers", headers),
+		HaveField("Remove", remove))
 }
 
 var _ = Describe("Istio routes over xDS", Label("istio"), func() {

@@ -22,3 +22,9 @@ securityContext:
 {{- range .Values.watchNamespaces }}{{ if not (has . $out) }}{{ $out = append $out . }}{{ end }}{{ end -}}
 {{- join "," $out -}}
 {{- end -}}
+{{- /* The documents of a multi-document YAML string, as a YAML list: read it with fromYamlArray. */ -}}
+{{- define "elasti.documents" -}}
+{{- $docs := list -}}
+{{- range regexSplit "(?m)^---[ \\t]*$" . -1 }}{{ with fromYaml . }}{{ $docs = append $docs . }}{{ end }}{{ end -}}
+{{- toYaml $docs -}}
+{{- end -}}

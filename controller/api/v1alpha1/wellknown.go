@@ -12,6 +12,9 @@ const (
 	HeaderSubset = "X-Elasti-Subset"
 	// HeaderRestoreKey links a rewritten destination to its recorded original.
 	HeaderRestoreKey = "X-Elasti-Restore-Key"
+	// HeaderSignature authenticates HeaderTarget, HeaderPort and HeaderSubset: without a valid
+	// one the resolver ignores them (package internal/routesig).
+	HeaderSignature = "X-Elasti-Signature"
 )
 
 // Labels and annotations that elasti puts on the objects it creates or edits.

@@ -7,21 +7,26 @@ package activity
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
@@ -61,61 +66,313 @@ func (s *Store) Forget(key types.NamespacedName) {
 	delete(s.last, key)
 }
 
+// Verdict is an Authenticator's answer. The refusals are also the result label of
+// elasti_controller_activity_signals_total.
+type Verdict string
+
+const (
+	// Authenticated tokens may send signals.
+	Authenticated Verdict = "authenticated"
+	// RejectedToken was refused without a TokenReview: it is not a JWT, is not for
+	// wake.Audience, has expired, is for a user not allowed, or was refused moments ago.
+	RejectedToken Verdict = "rejected_token"
+	// Unauthorized was refused by the TokenReview.
+	Unauthorized Verdict = "unauthorized"
+	// RateLimited would have needed a review while its source had asked for too many.
+	RateLimited Verdict = "rate_limited"
+)
+
 // Authenticator decides whether a bearer token may send signals.
 type Authenticator interface {
-	Allowed(ctx context.Context, token string) (bool, error)
+	// Authenticate judges token, sent from source (the caller's IP address). retryAfter is
+	// set with RateLimited; err means the token could not be judged.
+	Authenticate(ctx context.Context, token, source string) (v Verdict, retryAfter time.Duration, err error)
 }
 
-// TokenReviewer accepts service account tokens minted for wake.Audience whose user is in Users,
-// checked with the API server's TokenReview and cached for a minute so a burst costs one review.
+// TokenReviews creates TokenReviews; the typed client-go client's TokenReviews() is one.
+type TokenReviews interface {
+	Create(ctx context.Context, tr *authnv1.TokenReview, opts metav1.CreateOptions) (*authnv1.TokenReview, error)
+}
+
+// Bounds of the TokenReviewer.
+const (
+	// AcceptedTTL is how long an accepted token is trusted without a review, at most until it
+	// expires.
+	AcceptedTTL = time.Minute
+	// RefusedTTL is how long a refused token is refused without a look.
+	RefusedTTL = 10 * time.Second
+	// DefaultReviewRate and DefaultReviewBurst are the reviews one source address may cause:
+	// a resolver needs one a minute per token.
+	DefaultReviewRate  = rate.Limit(1)
+	DefaultReviewBurst = 5
+	// maxTokenBytes is far above a service account token's size.
+	maxTokenBytes = 16 << 10
+	// expiryLeeway forgives clock skew with the API server that minted the token.
+	expiryLeeway = 30 * time.Second
+	// maxCached and maxSources bound memory under a flood of distinct tokens and addresses.
+	maxCached  = 4096
+	maxSources = 1024
+)
+
+// TokenReviewer accepts service account tokens minted for wake.Audience whose user is in Users.
+// It refuses a token that cannot be one without asking anybody: the token is read as a JWT,
+// trusting nothing in it, and must name wake.Audience, an allowed user (and Issuer, when set),
+// and expire in the future. Only then does the API server review it with a TokenReview, at
+// most Rate per second and Burst at once per source address. Answers are cached by the token's
+// SHA-256: an accepted token for AcceptedTTL, a refused one for RefusedTTL.
 type TokenReviewer struct {
-	Client client.Client
-	Users  []string
+	// Reviews should be a client of its own, with its own rate limit, so that a flood of
+	// signals cannot spend the reconciler's.
+	Reviews TokenReviews
+	Users   []string
+	// Issuer, when set, must be the token's iss claim.
+	Issuer string
+	// Rate and Burst bound the reviews per source address; DefaultReviewRate and
+	// DefaultReviewBurst when zero.
+	Rate  rate.Limit
+	Burst int
+	// Clock is clock.RealClock when nil.
+	Clock clock.PassiveClock
+	Log   logr.Logger
 
-	mu    sync.Mutex
-	cache map[[32]byte]time.Time
+	// parse reads a token's claims; parseToken when nil (tests count the calls).
+	parse func(token string) (*claims, error)
+
+	mu       sync.Mutex
+	accepted tokenCache
+	refused  tokenCache
+	sources  map[string]*sourceLimit
 }
 
-// Allowed implements Authenticator.
-func (r *TokenReviewer) Allowed(ctx context.Context, token string) (bool, error) {
-	if token == "" {
-		return false, nil
-	}
-	sum := sha256.Sum256([]byte(token))
-	now := time.Now()
-	r.mu.Lock()
-	if exp, ok := r.cache[sum]; ok && now.Before(exp) {
-		r.mu.Unlock()
-		return true, nil
-	}
-	r.mu.Unlock()
+var _ Authenticator = (*TokenReviewer)(nil)
 
-	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{wake.Audience}}}
-	if err := r.Client.Create(ctx, tr); err != nil {
-		return false, err
+// Authenticate implements Authenticator.
+func (r *TokenReviewer) Authenticate(ctx context.Context, token, source string) (Verdict, time.Duration, error) {
+	if token == "" || len(token) > maxTokenBytes {
+		return RejectedToken, 0, nil
+	}
+	var clk clock.PassiveClock = clock.RealClock{}
+	if r.Clock != nil {
+		clk = r.Clock
+	}
+	now := clk.Now()
+	sum := sha256.Sum256([]byte(token))
+	r.mu.Lock()
+	accepted, refused := r.accepted.has(sum, now), r.refused.has(sum, now)
+	r.mu.Unlock()
+	switch {
+	case accepted:
+		return Authenticated, 0, nil
+	case refused:
+		return RejectedToken, 0, nil
+	}
+
+	parse := r.parse
+	if parse == nil {
+		parse = parseToken
+	}
+	c, err := parse(token)
+	if err == nil {
+		err = r.check(c, now)
+	}
+	if err != nil {
+		r.Log.V(1).Info("refused a token without review", "reason", err.Error())
+		r.refuse(sum, now)
+		return RejectedToken, 0, nil
+	}
+	if wait := r.take(source, now); wait > 0 {
+		return RateLimited, wait, nil
+	}
+
+	tr, err := r.Reviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{wake.Audience}}},
+		metav1.CreateOptions{})
+	if err != nil {
+		return "", 0, fmt.Errorf("creating a TokenReview: %w", err)
 	}
 	if !tr.Status.Authenticated || !slices.Contains(tr.Status.Audiences, wake.Audience) ||
 		!slices.Contains(r.Users, tr.Status.User.Username) {
-		return false, nil
+		r.refuse(sum, now)
+		return Unauthorized, 0, nil
+	}
+	until := now.Add(AcceptedTTL)
+	if exp := c.expiry(); exp.Before(until) {
+		until = exp
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cache == nil {
-		r.cache = map[[32]byte]time.Time{}
+	r.accepted.add(sum, until, now)
+	return Authenticated, 0, nil
+}
+
+func (r *TokenReviewer) refuse(sum [32]byte, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refused.add(sum, now.Add(RefusedTTL), now)
+}
+
+// check tells why claims cannot be those of a token this reviewer would accept.
+func (r *TokenReviewer) check(c *claims, now time.Time) error {
+	switch {
+	case !slices.Contains(c.Audience, wake.Audience):
+		return fmt.Errorf("audience %q lacks %s", c.Audience, wake.Audience)
+	case c.Expiry == nil:
+		return errors.New("no expiry")
+	case !now.Before(c.expiry().Add(expiryLeeway)):
+		return fmt.Errorf("expired at %s", c.expiry().UTC().Format(time.RFC3339))
+	case !slices.Contains(r.Users, c.Subject):
+		return fmt.Errorf("subject %q is not an allowed user", c.Subject)
+	case r.Issuer != "" && c.Issuer != r.Issuer:
+		return fmt.Errorf("issuer %q is not %q", c.Issuer, r.Issuer)
 	}
-	for k, exp := range r.cache {
-		if now.After(exp) {
-			delete(r.cache, k)
+	return nil
+}
+
+// take spends one review from source's token bucket, or says how long until one is left.
+func (r *TokenReviewer) take(source string, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.sources[source]
+	if !ok {
+		limit, burst := r.Rate, r.Burst
+		if limit <= 0 {
+			limit = DefaultReviewRate
+		}
+		if burst <= 0 {
+			burst = DefaultReviewBurst
+		}
+		if r.sources == nil {
+			r.sources = map[string]*sourceLimit{}
+		}
+		if len(r.sources) >= maxSources {
+			pruneSources(r.sources, now, time.Duration(float64(burst)/float64(limit)*float64(time.Second)))
+		}
+		s = &sourceLimit{lim: rate.NewLimiter(limit, burst)}
+		r.sources[source] = s
+	}
+	s.seen = now
+	res := s.lim.ReserveN(now, 1)
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// sourceLimit is one source address's token bucket.
+type sourceLimit struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// pruneSources drops the buckets idle for refill or longer, which are full again, so a new
+// bucket is the same; if none is, it drops one at random, so the map stays bounded.
+func pruneSources(sources map[string]*sourceLimit, now time.Time, refill time.Duration) {
+	for k, s := range sources {
+		if now.Sub(s.seen) >= refill {
+			delete(sources, k)
 		}
 	}
-	r.cache[sum] = now.Add(time.Minute)
-	return true, nil
+	for k := range sources {
+		if len(sources) < maxSources {
+			return
+		}
+		delete(sources, k)
+	}
+}
+
+// tokenCache remembers token hashes until a deadline. It holds at most maxCached and forgets
+// the oldest first, so a flood of distinct tokens costs bounded memory.
+type tokenCache struct {
+	until map[[32]byte]time.Time
+	order [][32]byte // the keys of until, oldest first
+}
+
+func (c *tokenCache) has(k [32]byte, now time.Time) bool {
+	u, ok := c.until[k]
+	return ok && now.Before(u)
+}
+
+func (c *tokenCache) add(k [32]byte, until, now time.Time) {
+	if c.until == nil {
+		c.until = map[[32]byte]time.Time{}
+	}
+	if _, ok := c.until[k]; !ok {
+		c.order = append(c.order, k)
+	}
+	c.until[k] = until
+	for len(c.order) > 0 && (len(c.until) > maxCached || !now.Before(c.until[c.order[0]])) {
+		delete(c.until, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
+// claims are the parts of a service account token read before any review. Nothing in them is
+// trusted, since the signature is not checked here: they only spare a review of a token that
+// could not pass it.
+type claims struct {
+	Issuer   string   `json:"iss"`
+	Subject  string   `json:"sub"`
+	Audience audience `json:"aud"`
+	Expiry   *float64 `json:"exp"`
+}
+
+// expiry is the exp claim in whole seconds, clamped so that no value overflows.
+func (c *claims) expiry() time.Time { return time.Unix(int64(min(max(*c.Expiry, 0), 1<<40)), 0) }
+
+// audience is a JWT's aud claim: one string or a list of them.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = audience{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(a))
+}
+
+// parseToken reads the claims of a JWT in compact form (header.payload.signature, each
+// base64url without padding) without checking its signature.
+func parseToken(token string) (*claims, error) {
+	header, payload, ok := strings.Cut(token, ".")
+	if !ok {
+		return nil, errors.New("not a JWT")
+	}
+	payload, sig, ok := strings.Cut(payload, ".")
+	if !ok || sig == "" || strings.Contains(sig, ".") {
+		return nil, errors.New("not a JWT")
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(sig); err != nil {
+		return nil, fmt.Errorf("signature: %w", err)
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if err := decodePart(header, &h); err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if h.Alg == "" || strings.EqualFold(h.Alg, "none") {
+		return nil, fmt.Errorf("algorithm %q", h.Alg)
+	}
+	c := &claims{}
+	if err := decodePart(payload, c); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	return c, nil
+}
+
+func decodePart(part string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(part)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // Metrics of the activity endpoint. Labels are bounded: the result only.
 var signals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "elasti_controller_activity_signals_total",
-	Help: "Activity signals received from the resolver, by result (accepted, held, unauthorized, not_leader, invalid).",
+	Help: "Activity signals received from the resolver, by result (accepted, held, not_leader, rejected_token, rate_limited, unauthorized, invalid).",
 }, []string{"result"})
 
 // Collectors returns the package's metrics, for registration.
@@ -145,26 +402,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if h.Auth != nil {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		ok, err := h.Auth.Allowed(r.Context(), token)
-		if err != nil {
-			h.Log.Error(err, "reviewing the resolver's token")
-			http.Error(w, "cannot review token", http.StatusServiceUnavailable)
-			return
-		}
-		if !ok {
-			signals.WithLabelValues("unauthorized").Inc()
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-	}
+	// A replica that does not lead refuses before it reviews anything.
 	select {
 	case <-h.Elected:
 	default:
 		signals.WithLabelValues("not_leader").Inc()
 		http.Error(w, "not the leader", http.StatusServiceUnavailable)
 		return
+	}
+	if h.Auth != nil {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		source, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			source = r.RemoteAddr
+		}
+		v, retryAfter, err := h.Auth.Authenticate(r.Context(), token, source)
+		if err != nil {
+			h.Log.Error(err, "reviewing the resolver's token")
+			http.Error(w, "cannot review token", http.StatusServiceUnavailable)
+			return
+		}
+		switch v {
+		case Authenticated:
+		case RateLimited:
+			signals.WithLabelValues(string(v)).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int((retryAfter+time.Second-1)/time.Second))))
+			http.Error(w, "too many token reviews from this address", http.StatusTooManyRequests)
+			return
+		default:
+			signals.WithLabelValues(string(v)).Inc()
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 	}
 	var sig wake.Signal
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&sig); err != nil {

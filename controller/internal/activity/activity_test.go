@@ -2,14 +2,24 @@ package activity
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/elasti-dev/elasti/internal/wake"
@@ -17,7 +27,12 @@ import (
 
 type tokenSet map[string]bool
 
-func (s tokenSet) Allowed(_ context.Context, token string) (bool, error) { return s[token], nil }
+func (s tokenSet) Authenticate(_ context.Context, token, _ string) (Verdict, time.Duration, error) {
+	if s[token] {
+		return Authenticated, 0, nil
+	}
+	return Unauthorized, 0, nil
+}
 
 func TestHandler(t *testing.T) {
 	elected := make(chan struct{})
@@ -89,4 +104,260 @@ func TestStoreKeepsLatest(t *testing.T) {
 	if got := s.Last(key); !got.IsZero() {
 		t.Errorf("Last() after Forget = %v, want zero", got)
 	}
+}
+
+const resolverUser = "system:serviceaccount:elasti-system:elasti-resolver"
+
+// fakeReviews is the API server's TokenReview: it authenticates the tokens in users, for
+// wake.Audience, and counts the reviews.
+type fakeReviews struct {
+	mu    sync.Mutex
+	n     int
+	users map[string]string
+}
+
+func (f *fakeReviews) Create(_ context.Context, tr *authnv1.TokenReview, _ metav1.CreateOptions) (*authnv1.TokenReview, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	out := tr.DeepCopy()
+	if u, ok := f.users[tr.Spec.Token]; ok && slices.Equal(tr.Spec.Audiences, []string{wake.Audience}) {
+		out.Status = authnv1.TokenReviewStatus{Authenticated: true, Audiences: tr.Spec.Audiences, User: authnv1.UserInfo{Username: u}}
+	}
+	return out, nil
+}
+
+func (f *fakeReviews) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// reviewFixture is a Handler with a real TokenReviewer over fakeReviews, on a fake clock.
+type reviewFixture struct {
+	clock    *clocktesting.FakePassiveClock
+	reviews  *fakeReviews
+	reviewer *TokenReviewer
+	handler  *Handler
+	parses   int
+}
+
+func newReviewFixture(elected bool) *reviewFixture {
+	f := &reviewFixture{
+		clock:   clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		reviews: &fakeReviews{users: map[string]string{}},
+	}
+	f.reviewer = &TokenReviewer{Reviews: f.reviews, Users: []string{resolverUser}, Issuer: "https://kubernetes.default.svc",
+		Clock: f.clock, parse: func(token string) (*claims, error) {
+			f.parses++
+			return parseToken(token)
+		}}
+	ch := make(chan struct{})
+	if elected {
+		close(ch)
+	}
+	f.handler = &Handler{Store: NewStore(), Auth: f.reviewer, Elected: ch, Events: make(chan event.GenericEvent, 16),
+		Log: logr.Discard(), Now: f.clock.Now}
+	return f
+}
+
+// post sends one signal with token from source and returns the response.
+func (f *reviewFixture) post(token, source string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, wake.Path, strings.NewReader(`{"namespace":"shop","name":"target"}`))
+	req.RemoteAddr = source + ":40000"
+	req.Header.Set("Authorization", "Bearer "+token)
+	rec := httptest.NewRecorder()
+	f.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+// token is an unsigned JWT with the resolver's claims, for an hour from the fixture's time,
+// changed by edit.
+func (f *reviewFixture) token(edit func(c map[string]any)) string {
+	c := map[string]any{"aud": []string{wake.Audience}, "sub": resolverUser, "iss": "https://kubernetes.default.svc",
+		"exp": f.clock.Now().Add(time.Hour).Unix()}
+	if edit != nil {
+		edit(c)
+	}
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	return enc(map[string]string{"alg": "RS256", "kid": "k"}) + "." + enc(c) + "." + base64.RawURLEncoding.EncodeToString([]byte("unchecked"))
+}
+
+func randomToken(t *testing.T) string {
+	b := make([]byte, 48)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Tokens that cannot be the resolver's are refused from their claims alone, even when the API
+// server would have said yes: no TokenReview is spent on them.
+func TestTokenReviewerRefusesForeignTokensWithoutReview(t *testing.T) {
+	tests := map[string]func(f *reviewFixture) string{
+		"random, not a JWT": func(*reviewFixture) string { return randomToken(t) },
+		"two parts":         func(*reviewFixture) string { return "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0" },
+		"unsigned (alg none)": func(f *reviewFixture) string {
+			_, rest, _ := strings.Cut(f.token(nil), ".")
+			return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`)) + "." + rest
+		},
+		"wrong audience": func(f *reviewFixture) string {
+			return f.token(func(c map[string]any) { c["aud"] = []string{"https://kubernetes.default.svc"} })
+		},
+		"expired": func(f *reviewFixture) string {
+			return f.token(func(c map[string]any) { c["exp"] = f.clock.Now().Add(-time.Hour).Unix() })
+		},
+		"no expiry": func(f *reviewFixture) string { return f.token(func(c map[string]any) { delete(c, "exp") }) },
+		"another service account": func(f *reviewFixture) string {
+			return f.token(func(c map[string]any) { c["sub"] = "system:serviceaccount:shop:default" })
+		},
+		"another issuer": func(f *reviewFixture) string {
+			return f.token(func(c map[string]any) { c["iss"] = "https://evil.example" })
+		},
+	}
+	for name, token := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newReviewFixture(true)
+			tok := token(f)
+			f.reviews.users[tok] = resolverUser
+			if rec := f.post(tok, "10.0.0.1"); rec.Code != http.StatusUnauthorized {
+				t.Errorf("status = %d, want %d", rec.Code, http.StatusUnauthorized)
+			}
+			if got := f.reviews.count(); got != 0 {
+				t.Errorf("TokenReviews = %d, want 0", got)
+			}
+		})
+	}
+}
+
+// A refused token is remembered for RefusedTTL: sending it again costs neither a parse nor a
+// review, however it was refused. The memory is bounded.
+func TestTokenReviewerCachesRefusals(t *testing.T) {
+	f := newReviewFixture(true)
+	foreign := f.token(func(c map[string]any) { c["aud"] = "someone-else" })
+	forged := f.token(func(c map[string]any) { c["jti"] = "forged" }) // the claims pass, the review does not
+	for range 2 {
+		if rec := f.post(foreign, "10.0.0.1"); rec.Code != http.StatusUnauthorized {
+			t.Errorf("foreign token: status = %d, want %d", rec.Code, http.StatusUnauthorized)
+		}
+	}
+	if f.parses != 1 || f.reviews.count() != 0 {
+		t.Errorf("the same foreign token twice: %d parses and %d TokenReviews, want 1 and 0", f.parses, f.reviews.count())
+	}
+	for range 2 {
+		if rec := f.post(forged, "10.0.0.1"); rec.Code != http.StatusUnauthorized {
+			t.Errorf("forged token: status = %d, want %d", rec.Code, http.StatusUnauthorized)
+		}
+	}
+	if f.parses != 2 || f.reviews.count() != 1 {
+		t.Errorf("the same forged token twice: %d parses and %d TokenReviews in all, want 2 and 1", f.parses, f.reviews.count())
+	}
+
+	f.clock.SetTime(f.clock.Now().Add(RefusedTTL))
+	f.post(foreign, "10.0.0.1")
+	if f.parses != 3 {
+		t.Errorf("after RefusedTTL: %d parses in all, want 3 (the refusal forgotten)", f.parses)
+	}
+
+	for range maxCached + 100 {
+		f.post(randomToken(t), "10.0.0.1")
+	}
+	if n := len(f.reviewer.refused.until); n > maxCached {
+		t.Errorf("%d refusals cached, want at most %d", n, maxCached)
+	}
+}
+
+// A flood of distinct tokens whose claims look right costs one source at most a burst of
+// reviews; the rest are told to come back later, and other sources are not affected.
+func TestTokenReviewerRateLimitsReviewsPerSource(t *testing.T) {
+	f := newReviewFixture(true)
+	limited := testutil.ToFloat64(signals.WithLabelValues(string(RateLimited)))
+	codes := map[int]int{}
+	for i := range 500 {
+		rec := f.post(f.token(func(c map[string]any) { c["jti"] = i }), "10.0.0.1")
+		codes[rec.Code]++
+		if rec.Code == http.StatusTooManyRequests && rec.Header().Get("Retry-After") != "1" {
+			t.Fatalf("Retry-After = %q, want 1", rec.Header().Get("Retry-After"))
+		}
+	}
+	if got := f.reviews.count(); got != DefaultReviewBurst {
+		t.Errorf("TokenReviews = %d, want the burst, %d", got, DefaultReviewBurst)
+	}
+	if want := map[int]int{http.StatusUnauthorized: DefaultReviewBurst, http.StatusTooManyRequests: 500 - DefaultReviewBurst}; !maps.Equal(codes, want) {
+		t.Errorf("statuses = %v, want %v", codes, want)
+	}
+	if got := testutil.ToFloat64(signals.WithLabelValues(string(RateLimited))) - limited; got != 500-DefaultReviewBurst {
+		t.Errorf("rate_limited signals = %v, want %d", got, 500-DefaultReviewBurst)
+	}
+
+	good := f.token(nil)
+	f.reviews.users[good] = resolverUser
+	if rec := f.post(good, "10.0.0.2"); rec.Code != http.StatusAccepted {
+		t.Errorf("the resolver from another address: status = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+	f.clock.SetTime(f.clock.Now().Add(time.Second))
+	if rec := f.post(f.token(func(c map[string]any) { c["jti"] = "later" }), "10.0.0.1"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("a second later: status = %d, want %d (reviewed again)", rec.Code, http.StatusUnauthorized)
+	}
+	if got := f.reviews.count(); got != DefaultReviewBurst+2 {
+		t.Errorf("TokenReviews = %d, want %d", got, DefaultReviewBurst+2)
+	}
+}
+
+// A replica that does not lead answers 503 and reviews nothing, whatever the token.
+func TestNonLeaderReviewsNothing(t *testing.T) {
+	f := newReviewFixture(false)
+	good := f.token(nil)
+	f.reviews.users[good] = resolverUser
+	for _, tok := range []string{good, randomToken(t)} {
+		if rec := f.post(tok, "10.0.0.1"); rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("status = %d, want %d", rec.Code, http.StatusServiceUnavailable)
+		}
+	}
+	if got := f.reviews.count(); got != 0 || f.parses != 0 {
+		t.Errorf("a non-leader made %d TokenReviews and %d parses, want none", got, f.parses)
+	}
+}
+
+// The resolver's token is accepted after one review and trusted for AcceptedTTL, but never
+// past its own expiry.
+func TestTokenReviewerAcceptsAndCaches(t *testing.T) {
+	f := newReviewFixture(true)
+	good := f.token(nil)
+	f.reviews.users[good] = resolverUser
+	for range 2 {
+		if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusAccepted {
+			t.Errorf("status = %d, want %d (%s)", rec.Code, http.StatusAccepted, rec.Body)
+		}
+	}
+	if got := f.reviews.count(); got != 1 {
+		t.Errorf("TokenReviews for one token sent twice = %d, want 1", got)
+	}
+	f.clock.SetTime(f.clock.Now().Add(AcceptedTTL))
+	if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusAccepted || f.reviews.count() != 2 {
+		t.Errorf("after AcceptedTTL: status %d after %d TokenReviews, want %d after 2", rec.Code, f.reviews.count(), http.StatusAccepted)
+	}
+
+	short := f.token(func(c map[string]any) { c["exp"] = f.clock.Now().Add(20 * time.Second).Unix() })
+	f.reviews.users[short] = resolverUser
+	f.post(short, "10.0.0.1")
+	f.clock.SetTime(f.clock.Now().Add(21 * time.Second))
+	f.post(short, "10.0.0.1")
+	if got := f.reviews.count(); got != 4 {
+		t.Errorf("TokenReviews = %d, want 4: a token is not trusted from the cache past its expiry", got)
+	}
+}
+
+func FuzzParseToken(f *testing.F) {
+	f.Add("eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJlbGFzdGktY29udHJvbGxlciIsImV4cCI6MX0.c2ln")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := parseToken(token)
+		if err == nil && c.Expiry != nil {
+			_ = c.expiry()
+		}
+	})
 }

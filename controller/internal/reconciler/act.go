@@ -32,10 +32,19 @@ const annotationExportTo = "networking.istio.io/exportTo"
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
 	want, have := resources.PrivateService(es, public), &corev1.Service{}
+	// Every field that says where the resolver's replays go: a private Service edited into an
+	// ExternalName, a NodePort, external IPs or another selector is put back.
 	return r.upsert(ctx, want, have, func() bool {
-		return equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
+		return have.Spec.Type == want.Spec.Type && have.Spec.ExternalName == want.Spec.ExternalName &&
+			have.Spec.PublishNotReadyAddresses == want.Spec.PublishNotReadyAddresses &&
+			equality.Semantic.DeepEqual(have.Spec.ExternalIPs, want.Spec.ExternalIPs) &&
+			equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
 			equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports)
-	}, func() { have.Spec.Selector, have.Spec.Ports = want.Spec.Selector, want.Spec.Ports })
+	}, func() {
+		have.Spec.Type, have.Spec.ExternalName, have.Spec.ExternalIPs = want.Spec.Type, want.Spec.ExternalName, want.Spec.ExternalIPs
+		have.Spec.PublishNotReadyAddresses = want.Spec.PublishNotReadyAddresses
+		have.Spec.Selector, have.Spec.Ports = want.Spec.Selector, want.Spec.Ports
+	})
 }
 
 // ensureReplayRoutes mirrors the public DestinationRule onto the private host, with a

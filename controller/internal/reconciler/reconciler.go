@@ -32,6 +32,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/controller/internal/triggers"
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/routesig"
 )
 
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices,verbs=get;list;watch;update;patch
@@ -44,9 +45,13 @@ import (
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
-// Leader election announces a new leader with a core/v1 Event in the Lease's namespace.
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Leader election needs its Lease, and announces a new leader with a core/v1 Event, only in its
+// own namespace: a Role there (controller-gen writes one for a marker with a namespace; the
+// chart and config/ put it in elasti's namespace), not a ClusterRole. client-go's LeaseLock only
+// gets, creates and updates. The reconciler's own Events are events.k8s.io ones, above.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=elasti-system
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=elasti-system
 
 // EventRecorder records Kubernetes events; declared here, where it is used.
 type EventRecorder interface {
@@ -67,6 +72,8 @@ type Config struct {
 	TriggerInterval time.Duration
 	// Istio is true when the VirtualService and DestinationRule kinds exist.
 	Istio bool
+	// RouteSigner signs the headers of rewritten routes; the resolver believes no unsigned one.
+	RouteSigner *routesig.Signer
 }
 
 // Reconciler reconciles ElastiServices.
@@ -128,6 +135,7 @@ func (r *Reconciler) target(es *v1alpha1.ElastiService) routes.Target {
 		Domain:       r.ClusterDomain,
 		ResolverHost: names.ServiceFQDN(r.ResolverService, r.ResolverNamespace, r.ClusterDomain),
 		ResolverPort: uint32(r.ResolverPort),
+		Signer:       r.RouteSigner,
 	}
 }
 
@@ -328,8 +336,11 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 		obs.triggers = eval(ctx, es, cooldown)
 		switch {
 		case obs.triggers.Err != nil:
-			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, false, "QueryFailed",
-				obs.triggers.Err.Error()+"; elasti will not scale to zero until the triggers answer")
+			// The detail goes to the controller's log only: the condition is the tenant's to
+			// read, and must not tell it what answers at an address it chose.
+			log.FromContext(ctx).Error(obs.triggers.Err, "reading the triggers")
+			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, false, obs.triggers.Reason,
+				obs.triggers.Message+"; elasti will not scale to zero until the triggers answer")
 		case obs.triggers.LastActive.After(obs.lastActivity):
 			obs.lastActivity = obs.triggers.LastActive
 			r.setCondition(es, v1alpha1.ConditionTriggersHealthy, true, "Active",

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
@@ -340,5 +341,30 @@ var _ = Describe("Scale targets", func() {
 		s := &scaler.Scaler{Client: k8s, Mapper: k8s.RESTMapper()}
 		_, err := s.GVK(v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Widget", Name: "x"})
 		Expect(err).To(MatchError(ContainSubstring("apps/v1 Widget is not a known kind or resource")))
+	})
+})
+
+var _ = Describe("elasti's own objects", func() {
+	BeforeEach(func() { setResolverReady(true) })
+
+	It("puts back a private Service edited into an ExternalName", func() {
+		f := newFixture(3600)
+		key := client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}
+		private := &corev1.Service{}
+		Eventually(func() error { return k8s.Get(testCtx, key, private) }).WithTimeout(wait).Should(Succeed())
+
+		// What someone allowed to edit Services in the namespace could do to send the
+		// resolver's replays elsewhere.
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"type":"ExternalName","externalName":"evil.example.com"}}`))
+		Expect(k8s.Patch(testCtx, private, patch)).To(Succeed())
+		Expect(private.Spec.Type).To(Equal(corev1.ServiceTypeExternalName))
+
+		Eventually(func(g Gomega) {
+			got := &corev1.Service{}
+			g.Expect(k8s.Get(testCtx, key, got)).To(Succeed())
+			g.Expect(got.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP))
+			g.Expect(got.Spec.ExternalName).To(BeEmpty())
+			g.Expect(got.Spec.Selector).To(Equal(map[string]string{"app": "target"}))
+		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
 	})
 })

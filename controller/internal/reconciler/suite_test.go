@@ -42,6 +42,7 @@ const (
 
 var (
 	env       *envtest.Environment
+	adminCfg  *rest.Config
 	k8s       client.Client
 	store     *activity.Store
 	events    chan event.GenericEvent
@@ -86,17 +87,21 @@ func newFakeProm() *fakeProm {
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	var err error
-	var cfg *rest.Config
-	env, cfg, err = testenv.Start()
+	env, adminCfg, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme} {
 		Expect(add(mgrScheme)).To(Succeed())
 	}
-	k8s, err = client.New(cfg, client.Options{Scheme: mgrScheme})
+	k8s, err = client.New(adminCfg, client.Options{Scheme: mgrScheme})
 	Expect(err).NotTo(HaveOccurred())
+	testCtx, cancel = context.WithCancel(context.Background())
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The controller runs as its ServiceAccount, with the generated RBAC and the chart's
+	// admission policy, so that every spec also shows they admit what it does.
+	Expect(k8s.Create(testCtx, &corev1.Namespace{ObjectMeta: objMeta(resolverNS, "")})).To(Succeed())
+	Expect(testenv.InstallController(testCtx, adminCfg, resolverNS)).To(Succeed())
+	mgr, err := ctrl.NewManager(testenv.AsController(adminCfg, resolverNS), ctrl.Options{
 		Scheme:  mgrScheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
@@ -119,7 +124,6 @@ var _ = BeforeSuite(func() {
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,
 	}
-	testCtx, cancel = context.WithCancel(context.Background())
 	Expect(r.SetupWithManager(testCtx, mgr, controller.Options{MaxConcurrentReconciles: 4})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
@@ -127,7 +131,6 @@ var _ = BeforeSuite(func() {
 	}()
 
 	prom = newFakeProm()
-	Expect(k8s.Create(testCtx, &corev1.Namespace{ObjectMeta: objMeta(resolverNS, "")})).To(Succeed())
 	setResolverReady(true)
 })
 

@@ -3,8 +3,10 @@ package resources
 import (
 	"testing"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
@@ -89,5 +91,29 @@ func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 	}
 	if vs.Spec.Http[2].GetMatch() != nil || vs.Spec.Http[2].GetRoute()[0].GetDestination().GetSubset() != "" {
 		t.Errorf("last route %v should catch everything else without a subset", vs.Spec.Http[2])
+	}
+}
+
+// The controller's admission policy (charts/elasti/admission) lets it write only objects with
+// elasti's managed-by label: everything built here must carry it.
+func TestEverythingBuiltIsLabelled(t *testing.T) {
+	es, svc := fixtures()
+	dr := &networkingv1.DestinationRule{}
+	dr.Spec.Host = "shop"
+	objs := map[string]metav1.Object{
+		"private Service":        PrivateService(es, svc),
+		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local"),
+		"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local"),
+	}
+	for _, s := range ResolverSlices(es, svc, []string{"10.0.0.5", "fd00::5"}, 8012) {
+		objs["resolver EndpointSlice "+s.Name] = s
+	}
+	for name, o := range objs {
+		if got := o.GetLabels()[v1alpha1.LabelManagedBy]; got != v1alpha1.ManagedByValue {
+			t.Errorf("%s: %s = %q, want %q", name, v1alpha1.LabelManagedBy, got, v1alpha1.ManagedByValue)
+		}
+	}
+	if len(objs) != 5 {
+		t.Errorf("built %d objects, want 5 (two resolver slices)", len(objs))
 	}
 }

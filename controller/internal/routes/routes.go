@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,7 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/routesig"
 )
 
 // Target says which Service's routes move and where to.
@@ -39,6 +41,16 @@ type Target struct {
 	// ResolverHost is the resolver Service's FQDN and ResolverPort its HTTP port.
 	ResolverHost string
 	ResolverPort uint32
+	// Signer signs the headers for the resolver, which believes no unsigned one.
+	Signer *routesig.Signer
+}
+
+// sign returns the HeaderSignature value of a destination's elasti headers.
+func (t Target) sign(set map[string]string) string {
+	if t.Signer == nil {
+		return ""
+	}
+	return t.Signer.Sign(t.Key, set[v1alpha1.HeaderPort], set[v1alpha1.HeaderSubset])
 }
 
 // FQDN is the target Service's fully qualified host.
@@ -79,7 +91,8 @@ func RoutesTo(vs *networkingv1.VirtualService, t Target) bool {
 }
 
 // Rewrite points every HTTP destination of vs that names t at the resolver and records the
-// originals in vs's annotations. It reports whether vs changed.
+// originals in vs's annotations, and signs the headers of destinations it rewrote before whose
+// signature is missing or stale (a new route key). It reports whether vs changed.
 func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 	recs, err := readRecords(vs)
 	if err != nil {
@@ -87,6 +100,14 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 	}
 	changed := false
 	err = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
+		if rewrittenFor(d, t) {
+			set := d.GetHeaders().GetRequest().GetSet()
+			if sig := t.sign(set); set[v1alpha1.HeaderSignature] != sig {
+				set[v1alpha1.HeaderSignature] = sig
+				changed = true
+			}
+			return nil
+		}
 		if !pointsAtTarget(d, vs.Namespace, t) {
 			return nil
 		}
@@ -116,7 +137,15 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		if d.Headers.Request.Set == nil {
 			d.Headers.Request.Set = map[string]string{}
 		}
+		set[v1alpha1.HeaderSignature] = t.sign(set)
 		maps.Copy(d.Headers.Request.Set, set)
+		// A client's own copy of a header the route does not set would survive the set and
+		// spoil the signature: the proxy removes it first.
+		for _, h := range []string{v1alpha1.HeaderPort, v1alpha1.HeaderSubset} {
+			if _, ok := set[h]; !ok && !slices.Contains(d.Headers.Request.Remove, h) {
+				d.Headers.Request.Remove = append(d.Headers.Request.Remove, h)
+			}
+		}
 		changed = true
 		return nil
 	})
@@ -251,11 +280,17 @@ func rebuild(d *apinetworking.HTTPRouteDestination, t Target) {
 		dest.Port = &apinetworking.PortSelector{Number: uint32(p)}
 	}
 	d.Destination = dest
-	for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSubset, v1alpha1.HeaderPort} {
+	for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSubset, v1alpha1.HeaderPort, v1alpha1.HeaderSignature} {
 		delete(set, h)
 	}
 	if len(set) == 0 {
 		d.Headers.Request.Set = nil
+	}
+	d.Headers.Request.Remove = slices.DeleteFunc(d.Headers.Request.Remove, func(h string) bool {
+		return h == v1alpha1.HeaderPort || h == v1alpha1.HeaderSubset
+	})
+	if len(d.Headers.Request.Remove) == 0 {
+		d.Headers.Request.Remove = nil
 	}
 	if proto.Equal(d.Headers.Request, &apinetworking.Headers_HeaderOperations{}) {
 		d.Headers.Request = nil

@@ -4,14 +4,18 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/routesig"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -23,7 +27,17 @@ var target = Target{
 	Domain:       "cluster.local",
 	ResolverHost: "elasti-resolver.elasti-system.svc.cluster.local",
 	ResolverPort: 8012,
+	Signer:       testSigner,
 }
+
+// testSigner signs with a fixed key, so the golden files are stable.
+var testSigner = func() *routesig.Signer {
+	s, err := routesig.New([]byte("golden-route-key-0123456789abcdef"))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
 
 func load(t *testing.T, path string) *networkingv1.VirtualService {
 	t.Helper()
@@ -140,6 +154,83 @@ func TestRestoreWithoutRecordRebuildsFromHeaders(t *testing.T) {
 	if got.GetDestination().GetHost() != target.FQDN() || got.GetDestination().GetSubset() != "v2" ||
 		got.GetDestination().GetPort().GetNumber() != 8080 || got.GetWeight() != 10 || got.GetHeaders() != nil {
 		t.Errorf("rebuilt destination = %v, want %s subset v2 port 8080 weight 10 without headers", got, target.FQDN())
+	}
+}
+
+func TestRestoreWithoutRecordDropsTheRemovedHeaders(t *testing.T) {
+	vs := load(t, "testdata/short-host/input.yaml")
+	want := vs.DeepCopy()
+	if _, err := Rewrite(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	delete(vs.Annotations, v1alpha1.AnnotationOriginalRoutes)
+	if _, err := Restore(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range vs.Spec.Http {
+		for j, d := range r.Route {
+			if h := d.GetHeaders(); h != nil && h.GetRequest() != nil && !proto.Equal(h, want.Spec.Http[i].Route[j].GetHeaders()) {
+				t.Errorf("route %d destination %d: headers %v left after a rebuild, want %v", i, j, h, want.Spec.Http[i].Route[j].GetHeaders())
+			}
+		}
+	}
+}
+
+// Every rewritten destination carries a signature of its own target, port and subset, which
+// the resolver checks; a new route key re-signs them, and a restore is still exact.
+func TestRewriteSignsHeaders(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/*")
+	other, err := routesig.New([]byte("another-route-key-0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range dirs {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			input := load(t, filepath.Join(dir, "input.yaml"))
+			vs := input.DeepCopy()
+			if _, err := Rewrite(vs, target); err != nil {
+				t.Fatal(err)
+			}
+			check := func(s *routesig.Signer) int {
+				n := 0
+				_ = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
+					if !rewrittenFor(d, target) {
+						return nil
+					}
+					n++
+					req := d.GetHeaders().GetRequest()
+					set := req.GetSet()
+					if !s.Verify(target.Key, set[v1alpha1.HeaderPort], set[v1alpha1.HeaderSubset], set[v1alpha1.HeaderSignature]) {
+						t.Errorf("destination %v: signature does not verify", d)
+					}
+					for _, h := range []string{v1alpha1.HeaderPort, v1alpha1.HeaderSubset} {
+						if _, ok := set[h]; !ok && !slices.Contains(req.GetRemove(), h) {
+							t.Errorf("destination %v neither sets nor removes %s, so a client's copy would reach the resolver", d, h)
+						}
+					}
+					return nil
+				})
+				return n
+			}
+			if check(testSigner) == 0 {
+				t.Fatal("no destination was rewritten")
+			}
+			rekeyed := target
+			rekeyed.Signer = other
+			if changed, err := Rewrite(vs, rekeyed); err != nil || !changed {
+				t.Fatalf("Rewrite with a new key: changed=%v, %v; want the destinations re-signed", changed, err)
+			}
+			check(other)
+			if changed, _ := Rewrite(vs, rekeyed); changed {
+				t.Error("Rewrite with the same key again changed the VirtualService")
+			}
+			if _, err := Restore(vs, rekeyed); err != nil {
+				t.Fatal(err)
+			}
+			if d := diffVS(input, vs); d != "" {
+				t.Errorf("Restore after a re-sign differs from the input (-want +got):\n%s", d)
+			}
+		})
 	}
 }
 

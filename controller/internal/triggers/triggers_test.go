@@ -147,3 +147,155 @@ func TestEvaluateQueries(t *testing.T) {
 		})
 	}
 }
+
+func TestAllowList(t *testing.T) {
+	tests := map[string]struct {
+		list    string
+		allowed []string
+		refused []string
+	}{
+		"empty allows any address": {"", []string{"http://prometheus.monitoring:9090", "http://169.254.169.254/latest"}, nil},
+		"URL: scheme, host and port": {"http://prometheus.monitoring:9090",
+			[]string{"http://prometheus.monitoring:9090", "http://prometheus.monitoring:9090/", "http://PROMETHEUS.monitoring.:9090"},
+			[]string{"https://prometheus.monitoring:9090", "http://prometheus.monitoring:9091", "http://prometheus.monitoring",
+				"http://prometheus.monitoring.evil.example:9090", "http://prometheus.monitoring:9090@evil.example:9090", "ftp://prometheus.monitoring:9090"}},
+		"URL: default port": {"http://10.0.0.5", []string{"http://10.0.0.5", "http://10.0.0.5:80"}, []string{"http://10.0.0.5:8080"}},
+		"URL: path prefix by whole segments": {"https://thanos.example/prometheus/",
+			[]string{"https://thanos.example/prometheus", "https://thanos.example/prometheus/tenant-a"},
+			[]string{"https://thanos.example", "https://thanos.example/prometheus-admin", "https://thanos.example/prometheus/../admin",
+				"https://thanos.example/prometheus/%2e%2e/admin"}},
+		"host: any port and scheme": {"prometheus.monitoring",
+			[]string{"http://prometheus.monitoring:9090", "https://prometheus.monitoring"},
+			[]string{"http://prometheus.monitoring.svc:9090", "http://a.prometheus.monitoring"}},
+		"host: wildcard subdomains and a port": {"*.monitoring.svc.cluster.local:9090",
+			[]string{"http://prometheus.monitoring.svc.cluster.local:9090", "https://a.b.monitoring.svc.cluster.local:9090"},
+			[]string{"http://monitoring.svc.cluster.local:9090", "http://prometheus.monitoring.svc.cluster.local", "http://evilmonitoring.svc.cluster.local:9090"}},
+		"several entries":      {" http://a:1 , [::1]:9090,", []string{"http://a:1", "http://[::1]:9090"}, []string{"http://a:2", "http://[::1]:80"}},
+		"not a URL is refused": {"a", nil, []string{"a", "", "http://"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			l, err := ParseAllowList(tc.list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range tc.allowed {
+				if !l.Allows(a) {
+					t.Errorf("Allows(%q) = false, want true", a)
+				}
+			}
+			for _, a := range tc.refused {
+				if l.Allows(a) {
+					t.Errorf("Allows(%q) = true, want false", a)
+				}
+			}
+		})
+	}
+	for _, bad := range []string{"ftp://prometheus", "http://", "http://u:p@prometheus", "http://prometheus?x=1", "prometheus:99999", "prometheus/x", "*.", "*"} {
+		if _, err := ParseAllowList(bad); err == nil {
+			t.Errorf("ParseAllowList(%q) succeeded, want an error", bad)
+		}
+	}
+}
+
+// A trigger whose server is not allowed is never asked, and its condition names the field.
+func TestEvaluateAllowList(t *testing.T) {
+	var queries []string
+	srv := promServer(t, vector(), 200, vector(), &queries)
+	tests := map[string]struct {
+		list      string
+		wantAsked bool
+	}{
+		"allowed":     {srv.URL, true},
+		"not allowed": {"http://prometheus.monitoring:9090", false},
+		"empty list":  {"", true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			queries = nil
+			l, err := ParseAllowList(tc.list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := (&Evaluator{Allowed: l}).Evaluate(context.Background(), es(srv.URL, "up", "0"), time.Minute)
+			if asked := len(queries) > 0; asked != tc.wantAsked {
+				t.Errorf("server asked %d times, want asked: %v", len(queries), tc.wantAsked)
+			}
+			if tc.wantAsked {
+				if got.Err != nil {
+					t.Errorf("Evaluate() = %+v, want no error", got)
+				}
+				return
+			}
+			if got.Err == nil || got.Reason != ReasonAddressNotAllowed || !strings.Contains(got.Message, "spec.triggers[0].metadata.serverAddress") {
+				t.Errorf("Evaluate() = %+v, want reason %s and a message naming spec.triggers[0].metadata.serverAddress", got, ReasonAddressNotAllowed)
+			}
+		})
+	}
+}
+
+// An allowed server cannot send the controller on to one that is not.
+func TestEvaluateRefusesRedirectToAddressNotAllowed(t *testing.T) {
+	var queries []string
+	elsewhere := promServer(t, vector(), 200, vector(), &queries)
+	allowed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(allowed.Close)
+	l, err := ParseAllowList(allowed.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (&Evaluator{Allowed: l}).Evaluate(context.Background(), es(allowed.URL, "up", "0"), time.Minute); got.Err == nil || len(queries) != 0 {
+		t.Errorf("Evaluate() = %+v after %d queries elsewhere, want an error and none", got, len(queries))
+	}
+}
+
+// The condition says the same whatever the server did, so that an ElastiService cannot be used
+// to learn what answers at an address; the detail is in Err, for the controller's log.
+func TestEvaluateFailureSaysNothingOfTheServer(t *testing.T) {
+	serve := func(status int, body string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			fmt.Fprint(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	hung := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hung }))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(hung) }) // before Close, which waits for the handler
+	tests := map[string]struct {
+		server, detail string
+	}{
+		"500":                {serve(500, `{"status":"error","errorType":"internal","error":"boom"}`), "500"},
+		"404":                {serve(404, "404 page not found"), "404"},
+		"refused connection": {closed.URL, "refused"},
+		"garbage body":       {serve(200, "SSH-2.0-OpenSSH_9.6"), "invalid character 'S'"},
+		"timeout":            {hang.URL, "deadline exceeded"},
+	}
+	var messages []string
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			got := Evaluate(ctx, es(tc.server, "up", "0"), time.Minute)
+			if got.Err == nil || !strings.Contains(got.Err.Error(), tc.detail) {
+				t.Errorf("Err = %v, want the detail %q for the log", got.Err, tc.detail)
+			}
+			if got.Reason != ReasonQueryFailed {
+				t.Errorf("Reason = %q, want %q", got.Reason, ReasonQueryFailed)
+			}
+			messages = append(messages, got.Message)
+		})
+	}
+	want := "trigger 0 (prometheus) query failed; see the controller's log"
+	for _, m := range messages {
+		if m != want {
+			t.Errorf("Message = %q, want %q for every failure", m, want)
+		}
+	}
+}

@@ -16,6 +16,9 @@ type Request struct {
 	Subset string
 	// Outcome is the outcome label for metrics; see the metrics.Outcome* values.
 	Outcome string
+	// BodyRead says the whole body is in memory (Hold read it), so the replay cannot stall
+	// on the caller.
+	BodyRead bool
 	// Upstream is where Forward sends the request. It lives here so that one allocation and
 	// one copy of the http.Request serve the whole chain.
 	Upstream proxy.Upstream

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -38,6 +39,10 @@ type Forward struct {
 	Mode      string
 	Domain    string
 	Endpoints Endpoints
+	// MinBodyRate and BodyGrace bound a body streamed to the target (see minRateBody); a
+	// zero rate leaves it unbounded.
+	MinBodyRate int64
+	BodyGrace   time.Duration
 }
 
 var _ http.Handler = (*Forward)(nil)
@@ -47,6 +52,9 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := req.Target
 	if t.Gone || t.Serving {
 		closeConn(w, r)
+	}
+	if h.MinBodyRate > 0 && !req.BodyRead && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		r.Body = newMinRateBody(w, r.Body, h.MinBodyRate, h.BodyGrace)
 	}
 	u := &req.Upstream
 	u.H2C = wantsH2C(r, req.Port.Name)

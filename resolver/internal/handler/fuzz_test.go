@@ -8,19 +8,24 @@ import (
 )
 
 func FuzzRoute(f *testing.F) {
-	for _, s := range [][3]string{
-		{"app.shop", "shop/app", "80"}, {"db", "", ""}, {"x", "a/b/c", "-1"}, {"app:99999", "", ""}, {"[::1]", "shop/app", "0"},
+	good := testKey.Signer().Sign("shop/app", "8080", "")
+	for _, s := range [][5]string{
+		{"app.shop", "shop/app", "80", "", ""}, {"db", "", "", "", ""}, {"x", "a/b/c", "-1", "", ""}, {"app:99999", "", "", "", ""},
+		{"[::1]", "shop/app", "0", "", ""}, {"evil.example", "bank/db", "5432", "", ""}, {"x", "shop/app", "8080", "", good},
+		{"app.shop", "shop/app", "8080", "admin", good},
 	} {
-		f.Add(s[0], s[1], s[2], "X-Elasti-Custom")
+		f.Add(s[0], s[1], s[2], s[3], s[4], "X-Elasti-Custom")
 	}
 	reg := newRegistry()
-	f.Fuzz(func(t *testing.T, host, target, port, extra string) {
+	f.Fuzz(func(t *testing.T, host, target, port, subset, sig, extra string) {
 		inner := &seen{}
-		h := &Route{Next: inner, Targets: reg, Domain: "cluster.local"}
+		h := &Route{Next: inner, Targets: reg, Signatures: testKey, Domain: "cluster.local"}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Host = host
 		r.Header["X-Elasti-Target"] = []string{target}
 		r.Header["X-Elasti-Port"] = []string{port}
+		r.Header["X-Elasti-Subset"] = []string{subset}
+		r.Header["X-Elasti-Signature"] = []string{sig}
 		r.Header[http.CanonicalHeaderKey(extra)] = []string{"v"}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
@@ -33,6 +38,13 @@ func FuzzRoute(f *testing.F) {
 		// Whatever came in, only a known target is forwarded, and never with elasti's headers.
 		if _, ok := reg.ByKey(inner.req.Target.Namespace, inner.req.Target.Name); !ok {
 			t.Fatalf("forwarded to unknown target %s", inner.req.Target.Key())
+		}
+		// Without elasti's signature, only the Host decides, and no subset is believed.
+		if !testKey.Verify(target, port, subset, sig) {
+			byHost, _, err := reg.ByHost(host)
+			if err != nil || byHost != inner.req.Target || inner.req.Subset != "" {
+				t.Fatalf("unsigned request for host %q forwarded to %s subset %q", host, inner.req.Target.Key(), inner.req.Subset)
+			}
 		}
 		for k := range inner.header {
 			if strings.HasPrefix(strings.ToLower(k), "x-elasti-") {

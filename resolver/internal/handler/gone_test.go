@@ -37,19 +37,21 @@ func TestRouteTombstone(t *testing.T) {
 		wantPort int32
 	}{
 		"host fqdn":           {host: "app.shop.svc.cluster.local", wantPort: 8080},
-		"host with port":      {host: "app.shop:9000", wantPort: 9000},
+		"host with port":      {host: "app.shop:8080", wantPort: 8080},
 		"short host":          {host: "app", wantPort: 8080},
 		"header target":       {host: "10.0.0.1", target: "shop/app", wantPort: 8080},
-		"header target, port": {host: "app.shop:9000", target: "shop/app", wantPort: 9000},
+		"header target, port": {host: "app.shop:8080", target: "shop/app", wantPort: 8080},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			inner := &seen{}
-			h := &Route{Next: inner, Targets: reg, Domain: "cluster.local"}
+			h := &Route{Next: inner, Targets: reg, Signatures: testKey, Domain: "cluster.local"}
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.Host = tc.host
 			if tc.target != "" {
-				r.Header.Set(v1alpha1.HeaderTarget, tc.target)
+				for k, v := range sign(tc.target, "", "") {
+					r.Header.Set(k, v)
+				}
 			}
 			h.ServeHTTP(httptest.NewRecorder(), r)
 			if inner.req == nil {

@@ -39,12 +39,22 @@ type Hold struct {
 	Tombstones interface {
 		Tombstone(namespace, name string) (*registry.Target, bool)
 	}
-	MaxPending  int
-	HoldTimeout time.Duration
-	Metrics     *metrics.Metrics
+	MaxPending int
+	// MaxPendingLimit is the most a spec.queue.maxPending may ask for; 0 is no limit.
+	MaxPendingLimit int
+	HoldTimeout     time.Duration
+	// Admit, if set, says whether the resolver has memory for one more held request.
+	Admit func() bool
+	// MaxBody is how much of a held request's body is read while it waits (see heldBody);
+	// 0 reads none.
+	MaxBody int64
+	Metrics *metrics.Metrics
 }
 
 var _ http.Handler = (*Hold)(nil)
+
+// errMemory refuses a hold when the resolver nears its memory limit.
+var errMemory = errors.New("this resolver is near its memory limit")
 
 func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
@@ -66,20 +76,36 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	maxPending, timeout := h.MaxPending, h.HoldTimeout
 	if t.MaxPending > 0 {
 		maxPending = t.MaxPending
+		if h.MaxPendingLimit > 0 {
+			maxPending = min(maxPending, h.MaxPendingLimit)
+		}
 	}
 	if t.HoldTimeout > 0 {
 		timeout = t.HoldTimeout
 	}
 	start := time.Now()
 	counted := false
-	held, err := h.Throttler.Wait(r.Context(), t.Backend, maxPending, timeout, func() {
+	// The wait ends early when the caller leaves: the server cancels r's context for a caller
+	// without a body, and the body's reader says so for one with a body.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	var body *heldBody
+	onHold := func() {
 		counted = true
 		if h.Metrics != nil {
 			h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Inc()
 			h.Metrics.PendingTotal.Inc()
 		}
+		body = holdBody(r, h.MaxBody, func() { cancel(errClientLeft) })
 		h.Waker.Held(es, func() bool { return h.Throttler.Pending(t.Backend) > 0 })
-	})
+	}
+	var held bool
+	var err error
+	if h.Admit != nil && !h.Admit() {
+		err = errMemory
+	} else {
+		held, err = h.Throttler.Wait(ctx, t.Backend, maxPending, timeout, onHold)
+	}
 	if counted && h.Metrics != nil {
 		h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Dec()
 		h.Metrics.PendingTotal.Dec()
@@ -87,19 +113,43 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if held && h.Metrics != nil {
 		h.Metrics.HoldDuration.WithLabelValues(t.Namespace, t.Name).Observe(time.Since(start).Seconds())
 	}
+	if held && (err == nil || errors.Is(err, throttler.ErrGone)) {
+		// Ready, or deleted and so sent to the public Service: the body must be in (within the
+		// hold's own deadline) and the caller still there, or the replay would send the target
+		// a request nobody waits for.
+		gone := err
+		if body != nil {
+			err = body.wait(ctx, start.Add(timeout))
+		}
+		if err == nil && callerGone(r) {
+			err = errClientLeft
+		}
+		if err == nil && body != nil {
+			r.Body, req.BodyRead = body.reader(r.Body), body.rest == nil
+		}
+		if err == nil {
+			err = gone
+		}
+	}
 	switch {
 	case err == nil && held:
 		req.Outcome = metrics.OutcomeReplayed
 	case err == nil:
 		req.Outcome = metrics.OutcomePassed
 		h.Waker.Active(es)
-	case errors.Is(err, throttler.ErrQueueFull), errors.Is(err, throttler.ErrTotalFull):
+	case errors.Is(err, throttler.ErrQueueFull), errors.Is(err, throttler.ErrTotalFull),
+		errors.Is(err, throttler.ErrNamespaceFull), errors.Is(err, errMemory):
 		req.Outcome = metrics.OutcomeQueueFull
 		if h.Metrics != nil {
 			h.Metrics.QueueFull.WithLabelValues(t.Namespace, t.Name).Inc()
 		}
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "elasti: "+err.Error()+"; retry later", http.StatusServiceUnavailable)
+		return
+	case errors.Is(err, errSlowBody):
+		req.Outcome = metrics.OutcomeTimeout
+		closeConn(w, r)
+		http.Error(w, "elasti: the request body did not arrive within "+timeout.String(), http.StatusRequestTimeout)
 		return
 	case errors.Is(err, throttler.ErrTimeout):
 		req.Outcome = metrics.OutcomeTimeout

@@ -4,16 +4,19 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
@@ -22,13 +25,47 @@ import (
 
 func newRegistry() *registry.Registry {
 	r := registry.New("cluster.local", nil)
-	for _, e := range []struct{ ns, name, svc string }{{"shop", "app", "app"}, {"shop", "db", "db"}, {"bank", "db", "db"}} {
+	for _, e := range []struct {
+		ns, name, svc string
+		ports         []int32
+	}{{"shop", "app", "app", []int32{80, 8080, 9000}}, {"shop", "db", "db", []int32{5432}}, {"bank", "db", "db", []int32{5432}}} {
 		r.UpsertElastiService(&v1alpha1.ElastiService{
 			ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: e.name},
 			Spec:       v1alpha1.ElastiServiceSpec{Service: e.svc},
 		})
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: e.svc + "-elasti-private"}}
+		for _, p := range e.ports {
+			svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "p" + strconv.Itoa(int(p)), Port: p})
+		}
+		r.UpsertService(svc)
 	}
 	return r
+}
+
+// testKey is the route key of the handler tests; sign makes the headers a rewritten route sets.
+var testKey = func() *routesig.Key {
+	k := &routesig.Key{}
+	if err := k.Set([]byte("0123456789abcdef0123456789abcdef")); err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+func sign(target, port, subset string) map[string]string {
+	h := map[string]string{v1alpha1.HeaderTarget: target, v1alpha1.HeaderSignature: testKey.Signer().Sign(target, port, subset)}
+	if port != "" {
+		h[v1alpha1.HeaderPort] = port
+	}
+	if subset != "" {
+		h[v1alpha1.HeaderSubset] = subset
+	}
+	return h
+}
+
+// with returns h plus k: v.
+func with(h map[string]string, k, v string) map[string]string {
+	h[k] = v
+	return h
 }
 
 // seen records the request that reached the inner handler.
@@ -44,6 +81,7 @@ func (s *seen) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestRoute(t *testing.T) {
 	tests := map[string]struct {
+		method     string
 		host       string
 		header     map[string]string
 		wantCode   int
@@ -51,26 +89,64 @@ func TestRoute(t *testing.T) {
 		wantPort   int32
 		wantSubset string
 		wantBody   string
+		unsigned   bool // the elasti headers were there and ignored
 	}{
-		"header target": {
-			host: "app.shop", header: map[string]string{"X-Elasti-Target": "shop/app", "X-Elasti-Port": "8080", "X-Elasti-Subset": "v2", "X-Elasti-Restore-Key": "k"},
+		"signed target": {
+			host: "app.shop", header: with(sign("shop/app", "8080", "v2"), v1alpha1.HeaderRestoreKey, "k"),
 			wantCode: 204, wantTarget: "shop/app", wantPort: 8080, wantSubset: "v2",
 		},
-		"header target, port from host": {host: "app.shop:9000", header: map[string]string{"X-Elasti-Target": "shop/app"}, wantCode: 204, wantTarget: "shop/app", wantPort: 9000},
-		"header unknown target":         {host: "x", header: map[string]string{"X-Elasti-Target": "shop/nope"}, wantCode: 404},
-		"header malformed":              {host: "x", header: map[string]string{"X-Elasti-Target": "nope"}, wantCode: 400},
-		"header bad port":               {host: "x", header: map[string]string{"X-Elasti-Target": "shop/app", "X-Elasti-Port": "http"}, wantCode: 400},
-		"host short":                    {host: "app", wantCode: 204, wantTarget: "shop/app", wantPort: 80},
-		"host fqdn with port":           {host: "db.bank.svc.cluster.local:5432", wantCode: 204, wantTarget: "bank/db", wantPort: 5432},
-		"host ambiguous":                {host: "db", wantCode: 421, wantBody: "db.<namespace>"},
-		"host unknown":                  {host: "example.com", wantCode: 404, wantBody: "no ElastiService serves host"},
+		"signed target, external host":  {host: "shop.example.com", header: sign("shop/app", "", ""), wantCode: 204, wantTarget: "shop/app", wantPort: 80},
+		"signed target, port from host": {host: "app.shop:9000", header: sign("shop/app", "", ""), wantCode: 204, wantTarget: "shop/app", wantPort: 9000},
+		"signed target, route port not on the Service": {
+			host: "x", header: sign("shop/app", "6379", ""), wantCode: 404, wantBody: "has no port 6379",
+		},
+		"signed target, host port not on the Service": {
+			host: "app.shop:6379", header: sign("shop/app", "", ""), wantCode: 404, wantBody: "has no port 6379",
+		},
+		"signed target, bad port": {host: "x", header: sign("shop/app", "http", ""), wantCode: 400},
+		// Forgeries: each is ignored, and the Host decides.
+		"forged target, external host": {
+			host: "evil.example", header: map[string]string{v1alpha1.HeaderTarget: "bank/db"}, wantCode: 404, unsigned: true,
+		},
+		"forged target, other tenant's host": {
+			host: "app.shop", header: map[string]string{v1alpha1.HeaderTarget: "bank/db", v1alpha1.HeaderPort: "5432"},
+			wantCode: 204, wantTarget: "shop/app", wantPort: 80, unsigned: true,
+		},
+		"signature of another target": {
+			host: "evil.example", header: with(sign("shop/app", "", ""), v1alpha1.HeaderTarget, "bank/db"), wantCode: 404, unsigned: true,
+		},
+		"signed target, forged subset": {
+			host: "app.shop", header: with(sign("shop/app", "", ""), v1alpha1.HeaderSubset, "internal-admin"),
+			wantCode: 204, wantTarget: "shop/app", wantPort: 80, unsigned: true,
+		},
+		"signed target, forged port": {
+			host: "app.shop", header: with(sign("shop/app", "8080", ""), v1alpha1.HeaderPort, "9000"),
+			wantCode: 204, wantTarget: "shop/app", wantPort: 80, unsigned: true,
+		},
+		"subset without a target": {
+			host: "app.shop", header: map[string]string{v1alpha1.HeaderSubset: "internal-admin"}, wantCode: 204, wantTarget: "shop/app", wantPort: 80,
+		},
+		"unknown target":               {host: "x", header: sign("shop/nope", "", ""), wantCode: 404, unsigned: true},
+		"malformed target":             {host: "x", header: map[string]string{v1alpha1.HeaderTarget: "nope"}, wantCode: 404, unsigned: true},
+		"host short":                   {host: "app", wantCode: 204, wantTarget: "shop/app", wantPort: 80},
+		"host fqdn with port":          {host: "db.bank.svc.cluster.local:5432", wantCode: 204, wantTarget: "bank/db", wantPort: 5432},
+		"host port not on the Service": {host: "app.shop:6379", wantCode: 404, wantBody: "has no port 6379"},
+		"host ambiguous":               {host: "db", wantCode: 421, wantBody: "db.<namespace>"},
+		"host unknown":                 {host: "example.com", wantCode: 404, wantBody: "no ElastiService serves host"},
+		"connect":                      {method: http.MethodConnect, host: "app.shop:80", wantCode: 405},
+		"connect, signed":              {method: http.MethodConnect, host: "app.shop:80", header: sign("shop/app", "", ""), wantCode: 405},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			inner := &seen{}
-			unknown := 0
-			h := &Route{Next: inner, Targets: newRegistry(), Domain: "cluster.local", Unknown: func() { unknown++ }}
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			unknown, unsigned := 0, 0
+			h := &Route{Next: inner, Targets: newRegistry(), Signatures: testKey, Domain: "cluster.local",
+				Unknown: func() { unknown++ }, Unsigned: func() { unsigned++ }}
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			r := httptest.NewRequest(method, "/", nil)
 			r.Host = tc.host
 			for k, v := range tc.header {
 				r.Header.Set(k, v)
@@ -84,7 +160,16 @@ func TestRoute(t *testing.T) {
 			if !strings.Contains(w.Body.String(), tc.wantBody) {
 				t.Errorf("body = %q, want it to contain %q", w.Body.String(), tc.wantBody)
 			}
+			if (unsigned == 1) != tc.unsigned {
+				t.Errorf("unsigned count = %d, want %v", unsigned, tc.unsigned)
+			}
 			if tc.wantTarget == "" {
+				if tc.method == http.MethodConnect {
+					if inner.req != nil {
+						t.Error("CONNECT forwarded")
+					}
+					return
+				}
 				if inner.req != nil || unknown != 1 {
 					t.Errorf("forwarded = %v, unknown count = %d; want not forwarded and counted once", inner.req != nil, unknown)
 				}
@@ -112,10 +197,11 @@ func TestRoute(t *testing.T) {
 }
 
 func TestStripHeaders(t *testing.T) {
-	h := http.Header{"X-Elasti-Target": {"a/b"}, "x-elasti-custom": {"1"}, "X-Elastic": {"keep"}, "Host": {"h"}}
+	h := http.Header{"X-Elasti-Target": {"a/b"}, "x-elasti-custom": {"1"}, "X-Elastic": {"keep"}, "Host": {"h"},
+		"X-Envoy-Max-Retries": {"50"}, "x-envoy-upstream-rq-timeout-ms": {"1"}, "X-Envoyish": {"keep"}}
 	StripHeaders(h)
-	if len(h) != 2 || h.Get("X-Elastic") != "keep" {
-		t.Errorf("after StripHeaders: %v, want only X-Elastic and Host", h)
+	if len(h) != 3 || h.Get("X-Elastic") != "keep" || h.Get("X-Envoyish") != "keep" {
+		t.Errorf("after StripHeaders: %v, want only X-Elastic, X-Envoyish and Host", h)
 	}
 }
 
@@ -212,6 +298,7 @@ func TestHold(t *testing.T) {
 		wantActive     int
 		wantMaxPending int
 		wantTimeout    time.Duration
+		noMemory       bool
 	}{
 		// Ready passes without calling Wait, so no limits are recorded.
 		"ready fast path":    {thr: fakeThrottler{ready: true}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1},
@@ -226,13 +313,19 @@ func TestHold(t *testing.T) {
 			wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"caller left":          {thr: fakeThrottler{held: true, err: context.Canceled}, wantCode: 499, wantOutcome: metrics.OutcomeCancelled, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"spec.queue overrides": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 2, HoldTimeout: time.Second}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 2, wantTimeout: time.Second},
+		// The operator's limit caps what a tenant asks for.
+		"spec.queue above the limit": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 100000}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 50, wantTimeout: time.Minute},
+		"namespace share full":       {thr: fakeThrottler{err: throttler.ErrNamespaceFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
+		// Near the memory limit nothing new is held, and the throttler is never asked.
+		"no memory for a hold": {thr: fakeThrottler{held: true}, noMemory: true, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull},
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			waker := &fakeWaker{}
 			thr := tc.thr
-			h := &Hold{Next: next, Throttler: &thr, Waker: waker, Tombstones: tc.tombs, MaxPending: 5, HoldTimeout: time.Minute, Metrics: metrics.New()}
+			h := &Hold{Next: next, Throttler: &thr, Waker: waker, Tombstones: tc.tombs, MaxPending: 5, MaxPendingLimit: 50,
+				HoldTimeout: time.Minute, Admit: func() bool { return !tc.noMemory }, Metrics: metrics.New()}
 			target := tc.target
 			target.Namespace, target.Name = "shop", "app"
 			r, req := withRequest(httptest.NewRequest("GET", "/", nil), &target)

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -59,22 +60,31 @@ func newHarness(t *testing.T, backend string) *harness {
 	return newHarnessWith(t, backend, proxy.Options{})
 }
 
-func newHarnessWith(t *testing.T, backend string, opts proxy.Options) *harness {
+// newHarnessWith starts the resolver with proxy options, and each edit applied to the chain's
+// Config.
+func newHarnessWith(t *testing.T, backend string, opts proxy.Options, edits ...func(*Config)) *harness {
 	t.Helper()
 	reg := registry.New("cluster.local", nil)
 	reg.UpsertElastiService(&v1alpha1.ElastiService{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
 		Spec:       v1alpha1.ElastiServiceSpec{Service: "app"},
 	})
+	reg.UpsertService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
 	ready := readiness.New()
 	thr := throttler.New(ready, 50000)
 	ready.SetListener(thr)
 	h := &harness{backend: backend, ready: ready, thr: thr, waker: &countWaker{},
 		key: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
-	chain := Build(Config{
+	cfg := Config{
 		Proxy: proxy.New(opts), Targets: reg, Throttler: thr, Waker: h.waker, Endpoints: ready,
 		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 10000, HoldTimeout: time.Minute, Metrics: metrics.New(),
-	})
+		MaxHeldBody: 64 << 10,
+	}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	chain := Build(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

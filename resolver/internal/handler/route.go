@@ -19,20 +19,38 @@ type Targets interface {
 	Tombstone(namespace, name string) (*registry.Target, bool)
 }
 
-// Route finds the request's target from X-Elasti-Target, or else from its Host, and strips
-// elasti's headers. A request for no known ElastiService is answered here and never forwarded:
-// the resolver is not an open proxy.
+// Verifier checks the signature that elasti's route rewrite puts beside its headers.
+type Verifier interface {
+	Verify(target, port, subset, sig string) bool
+}
+
+// Route finds the request's target and strips elasti's headers. X-Elasti-Target and its port
+// and subset are believed only with a valid X-Elasti-Signature, which only elasti's own route
+// rewrite can make; without one they are ignored and the Host decides, as for a request that
+// came through the Service's endpoints. A request for no known ElastiService, or for a port
+// its Service does not have, is answered here and never forwarded: the resolver is not an
+// open proxy.
 type Route struct {
 	Next    http.Handler
 	Targets Targets
-	Domain  string
+	// Signatures verifies the route headers; nil believes none.
+	Signatures Verifier
+	Domain     string
 	// Unknown runs for each request answered 404, 400 or 421.
 	Unknown func()
+	// Unsigned runs for each request whose elasti headers were ignored.
+	Unsigned func()
 }
 
 var _ http.Handler = (*Route)(nil)
 
 func (h *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		// A tunnel would carry anything to the target's port, past every HTTP check here.
+		w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		http.Error(w, "elasti: CONNECT is not proxied", http.StatusMethodNotAllowed)
+		return
+	}
 	req, code, msg := h.resolve(r)
 	if req == nil {
 		if h.Unknown != nil {
@@ -46,45 +64,81 @@ func (h *Route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Route) resolve(r *http.Request) (*Request, int, string) {
+	if req, code, msg, ok := h.signed(r); ok {
+		return req, code, msg
+	}
+	t, port, err := h.Targets.ByHost(r.Host)
+	switch {
+	case errors.Is(err, registry.ErrAmbiguous):
+		return nil, http.StatusMisdirectedRequest, "elasti: " + err.Error()
+	case err != nil:
+		return nil, http.StatusNotFound, fmt.Sprintf("elasti: no ElastiService serves host %q", r.Host)
+	}
+	p, ok := t.PortFor(0, port)
+	if !ok {
+		return nil, http.StatusNotFound, noPort(t, port)
+	}
+	return &Request{Target: t, Port: p}, 0, ""
+}
+
+// signed resolves a request by its elasti headers; ok is false when they are absent or not
+// signed, and the Host must decide.
+func (h *Route) signed(r *http.Request) (req *Request, code int, msg string, ok bool) {
 	v := r.Header.Get(v1alpha1.HeaderTarget)
 	if v == "" {
-		t, port, err := h.Targets.ByHost(r.Host)
-		switch {
-		case errors.Is(err, registry.ErrAmbiguous):
-			return nil, http.StatusMisdirectedRequest, "elasti: " + err.Error()
-		case err != nil:
-			return nil, http.StatusNotFound, fmt.Sprintf("elasti: no ElastiService serves host %q", r.Host)
+		return nil, 0, "", false
+	}
+	port, subset := r.Header.Get(v1alpha1.HeaderPort), r.Header.Get(v1alpha1.HeaderSubset)
+	ns, name, valid := registry.ParseTarget(v)
+	var t *registry.Target
+	if valid {
+		t, valid = h.Targets.ByKey(ns, name)
+	}
+	// The key is looked up first, so only known ElastiServices cost a signature check.
+	if !valid || h.Signatures == nil || !h.Signatures.Verify(v, port, subset, r.Header.Get(v1alpha1.HeaderSignature)) {
+		if h.Unsigned != nil {
+			h.Unsigned()
 		}
-		return &Request{Target: t, Port: t.PortFor(0, port), Subset: r.Header.Get(v1alpha1.HeaderSubset)}, 0, ""
-	}
-	ns, name, ok := registry.ParseTarget(v)
-	if !ok {
-		return nil, http.StatusBadRequest, "elasti: " + v1alpha1.HeaderTarget + " must be namespace/name"
-	}
-	t, ok := h.Targets.ByKey(ns, name)
-	if !ok {
-		return nil, http.StatusNotFound, fmt.Sprintf("elasti: no ElastiService %s/%s", ns, name)
+		return nil, 0, "", false
 	}
 	var hostPort, routePort int32
 	if hn, ok := registry.ParseHost(r.Host, h.Domain); ok {
 		hostPort = hn.Port
 	}
-	if p := r.Header.Get(v1alpha1.HeaderPort); p != "" {
-		n, err := strconv.ParseUint(p, 10, 16)
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || n == 0 {
-			return nil, http.StatusBadRequest, "elasti: " + v1alpha1.HeaderPort + " must be a port number"
+			return nil, http.StatusBadRequest, "elasti: " + v1alpha1.HeaderPort + " must be a port number", true
 		}
 		routePort = int32(n)
 	}
-	return &Request{Target: t, Port: t.PortFor(routePort, hostPort), Subset: r.Header.Get(v1alpha1.HeaderSubset)}, 0, ""
+	p, found := t.PortFor(routePort, hostPort)
+	if !found {
+		if routePort != 0 {
+			hostPort = routePort
+		}
+		return nil, http.StatusNotFound, noPort(t, hostPort), true
+	}
+	return &Request{Target: t, Port: p, Subset: subset}, 0, "", true
 }
 
-// StripHeaders removes every X-Elasti-* header: they are for the resolver, not the target.
-// Forward puts X-Elasti-Subset back when the mesh needs it.
+func noPort(t *registry.Target, port int32) string {
+	return fmt.Sprintf("elasti: Service %s/%s has no port %d", t.Namespace, t.Service, port)
+}
+
+// StripHeaders removes every X-Elasti-* header, which are for the resolver, not the target, and
+// every X-Envoy-* header: a client's x-envoy-max-retries or x-envoy-upstream-rq-timeout-ms would
+// otherwise set the retries and timeouts of the resolver's own sidecar on the replay, as Envoy
+// never lets an external client do at an edge. Forward puts X-Elasti-Subset back when the mesh
+// needs it.
 func StripHeaders(h http.Header) {
 	for k := range h {
-		if len(k) >= 9 && strings.EqualFold(k[:9], "X-Elasti-") {
+		if hasPrefixFold(k, "X-Elasti-") || hasPrefixFold(k, "X-Envoy-") {
 			delete(h, k)
 		}
 	}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

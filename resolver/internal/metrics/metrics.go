@@ -40,6 +40,7 @@ type Metrics struct {
 	HoldTimeouts  *prometheus.CounterVec
 	WakeSignals   *prometheus.CounterVec
 	UnknownHosts  prometheus.Counter
+	Unsigned      prometheus.Counter
 	UpstreamError *prometheus.CounterVec
 
 	// responses caches the Responses children by label values: looking one up in the vector
@@ -86,6 +87,10 @@ func New() *Metrics {
 		UnknownHosts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: prefix + "unknown_host_total", Help: "Requests for no known ElastiService, answered 404 or 421.",
 		}),
+		Unsigned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: prefix + "unsigned_headers_total",
+			Help: "Requests whose X-Elasti-* headers were ignored because elasti's route rewrite did not sign them; the Host decided.",
+		}),
 		UpstreamError: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "upstream_errors_total", Help: "Forwarded requests that got no response from the target (502).",
 		}, target),
@@ -95,7 +100,7 @@ func New() *Metrics {
 // Collectors lists every collector, for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Held, m.PendingTotal, m.Responses, m.HoldDuration, m.QueueFull,
-		m.HoldTimeouts, m.WakeSignals, m.UnknownHosts, m.UpstreamError}
+		m.HoldTimeouts, m.WakeSignals, m.UnknownHosts, m.Unsigned, m.UpstreamError}
 }
 
 // Response counts one response of the ElastiService namespace/name.

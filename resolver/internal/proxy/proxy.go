@@ -3,12 +3,15 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +55,9 @@ type Options struct {
 	// bound queues a wake-up burst in the resolver instead of opening a connection per held
 	// request at once.
 	MaxConnsPerHost int
+	// ConnWait bounds how long a request waits for a connection to its upstream (see
+	// Transport); those that wait longer get 503 with Retry-After. 0 is no bound.
+	ConnWait time.Duration
 	// OnError runs when a request got no response, before the 502 is written.
 	OnError func(r *http.Request, err error)
 	Log     logr.Logger
@@ -67,7 +73,7 @@ func New(o Options) *httputil.ReverseProxy {
 	}
 	return &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    NewTransport(o.DialRetries, o.DialBackoff, o.MaxConnsPerHost),
+		Transport:    newTransport(o),
 		BufferPool:   bufferPool{},
 		ErrorHandler: errorHandler(o),
 		// ReverseProxy flushes streaming responses (no Content-Length, which includes gRPC, and
@@ -119,16 +125,34 @@ func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 		if o.OnError != nil {
 			o.OnError(r, err)
 		}
+		if errors.Is(err, ErrConnWait) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "elasti: no connection to the target was free in time; retry later", http.StatusServiceUnavailable)
+			return
+		}
 		o.Log.V(1).Info("upstream failed", "host", r.Host, "error", err.Error())
 		http.Error(w, "elasti: the target did not answer", http.StatusBadGateway)
 	}
 }
+
+// ErrConnWait is a request that got no connection to its upstream within the Transport's
+// ConnWait: the upstream's connections were all busy (MaxConnsPerHost) or it could not be dialled.
+var ErrConnWait = errors.New("no connection to the target within the wait")
 
 // Transport sends requests whose Upstream says H2C over HTTP/2 with prior knowledge and
 // everything else over HTTP/1.1, so gRPC keeps its streams and trailers and WebSocket upgrades
 // keep working.
 type Transport struct {
 	H1, H2C *http.Transport
+	// ConnWait bounds how long a request waits for a connection to its upstream; 0 is no
+	// bound. Without one, requests queued behind MaxConnsPerHost wait as long as their caller.
+	ConnWait time.Duration
+}
+
+func newTransport(o Options) *Transport {
+	t := NewTransport(o.DialRetries, o.DialBackoff, o.MaxConnsPerHost)
+	t.ConnWait = o.ConnWait
+	return t
 }
 
 // NewTransport returns a Transport whose dials retry a refused connection.
@@ -153,10 +177,50 @@ func NewTransport(retries int, backoff time.Duration, maxConnsPerHost int) *Tran
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt := t.H1
 	if u := UpstreamFrom(r.Context()); u != nil && u.H2C {
-		return t.H2C.RoundTrip(r)
+		rt = t.H2C
 	}
-	return t.H1.RoundTrip(r)
+	if t.ConnWait <= 0 {
+		return rt.RoundTrip(r)
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	var got atomic.Bool
+	timer := time.AfterFunc(t.ConnWait, func() {
+		if !got.Load() {
+			cancel(ErrConnWait)
+		}
+	})
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { got.Store(true); timer.Stop() }}
+	res, err := rt.RoundTrip(r.WithContext(httptrace.WithClientTrace(ctx, trace)))
+	timer.Stop()
+	if err != nil {
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), ErrConnWait) {
+			return nil, ErrConnWait
+		}
+		return nil, err
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		// The upgraded connection is the body and must stay writable; it ends with the
+		// server's request context, this context's parent.
+		context.AfterFunc(r.Context(), func() { cancel(nil) })
+		return res, nil
+	}
+	res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
+	return res, nil
+}
+
+// cancelBody releases the request's context once the proxy is done with the response.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel(nil)
+	return err
 }
 
 // CloseIdleConnections closes both transports' idle connections.

@@ -125,3 +125,45 @@ func TestRefusedDialRetriedUntilListening(t *testing.T) {
 		t.Errorf("got %d %q with %d backend hits, want 200 up and exactly 1 hit", w.Code, w.Body.String(), hits.Load())
 	}
 }
+
+// A request queued behind MaxConnsPerHost busy connections waits at most ConnWait, then gets 503
+// with Retry-After rather than waiting on the busy ones for as long as its caller does.
+func TestConnWaitBounded(t *testing.T) {
+	release := make(chan struct{})
+	var hits atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) == 1 {
+			<-release // the first request keeps the only connection busy
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(backend.Close)
+	p := New(Options{Log: logr.Discard(), MaxConnsPerHost: 1, ConnWait: 300 * time.Millisecond})
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r.WithContext(WithUpstream(r.Context(), &Upstream{Addr: backend.Listener.Addr().String()})))
+	}))
+	t.Cleanup(front.Close)
+	t.Cleanup(func() { close(release) }) // first, so the servers can close
+	client := &http.Client{Timeout: 5 * time.Second}
+	go func() {
+		if res, err := client.Get(front.URL + "/busy"); err == nil {
+			_ = res.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	res, err := client.Get(front.URL + "/queued")
+	if err != nil {
+		t.Fatalf("a request queued behind a busy connection: %v", err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("queued request: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("queued request answered after %v, want about the 300 ms wait", took)
+	}
+}

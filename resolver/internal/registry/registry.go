@@ -53,33 +53,35 @@ func (t *Target) Key() string { return t.Namespace + "/" + t.Name }
 
 // PortFor picks the Service port to forward to: the port the route named, else the port the
 // Host named, else the only port, else port 80, else the first port. It returns the port and
-// its name, which picks the matching EndpointSlice port in pods mode.
-func (t *Target) PortFor(routePort, hostPort int32) Port {
+// its name, which picks the matching EndpointSlice port in pods mode. ok is false for a port
+// the private Service does not have, or any port asked for while its ports are unknown: the
+// replay would dial a port nobody chose to expose.
+func (t *Target) PortFor(routePort, hostPort int32) (p Port, ok bool) {
 	for _, want := range []int32{routePort, hostPort} {
 		if want == 0 {
 			continue
 		}
 		for _, p := range t.Ports {
 			if p.Port == want {
-				return p
+				return p, true
 			}
 		}
-		// The private Service may not be in the cache yet; the number is still right, since
-		// the private Service has the public Service's port numbers.
-		return Port{Port: want}
+		return Port{}, false
 	}
 	switch {
 	case len(t.Ports) == 0:
-		return Port{Port: 80}
+		// The private Service is not in the cache yet; the public Service's port 80 is
+		// the usual HTTP port.
+		return Port{Port: 80}, true
 	case len(t.Ports) == 1:
-		return t.Ports[0]
+		return t.Ports[0], true
 	}
 	for _, p := range t.Ports {
 		if p.Port == 80 {
-			return p
+			return p, true
 		}
 	}
-	return t.Ports[0]
+	return t.Ports[0], true
 }
 
 // Errors of ByHost.
@@ -170,8 +172,11 @@ func (r *Registry) ByKey(namespace, name string) (*Target, bool) {
 }
 
 // ByHost finds the target whose spec.service a Host names, and the port the Host names (0 if
-// none). A bare Service name matches only when one ElastiService in the cluster has it. Live
-// ElastiServices are searched first, then tombstones.
+// none). A Host with a namespace picks that namespace's live ElastiService, else its tombstone.
+// A bare Service name is relative to the caller's namespace, which the resolver cannot see, so
+// it matches only when one namespace claims the name, live or within a tombstone's grace: a
+// name another namespace gave up moments ago may still be its callers' name, and sending them
+// (and their cookies) to a namespace that claims it now would cross tenants.
 func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	h, ok := ParseHost(host, r.domain)
 	if !ok {
@@ -179,54 +184,56 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	found, err := match(h, r.byService[h.Service], func(key types.NamespacedName) *Target { return r.targets[key] })
-	if errors.Is(err, ErrUnknownHost) && len(r.tombs) > 0 {
-		// Tombstones are few and short-lived, so a scan is cheap.
-		var keys []types.NamespacedName
-		now := r.now()
-		for key, tb := range r.tombs {
-			if tb.t.Service == h.Service && now.Before(tb.expires) {
-				keys = append(keys, key)
-			}
+	var live, dead *Target
+	liveN := 0
+	// first and others are the namespaces that claim a bare name; others stays nil (no
+	// allocation) unless a second namespace shows up.
+	var first string
+	var others []string
+	claim := func(ns string) {
+		switch {
+		case h.Namespace != "" || ns == first || slices.Contains(others, ns):
+		case first == "":
+			first = ns
+		default:
+			others = append(others, ns)
 		}
-		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-		found, err = match(h, keys, func(key types.NamespacedName) *Target { return r.tombs[key].t })
 	}
-	if err != nil {
-		return nil, 0, err
-	}
-	return found, h.Port, nil
-}
-
-// match picks the one target among keys in the Host's namespace, or says why there is none.
-func match(h HostName, keys []types.NamespacedName, target func(types.NamespacedName) *Target) (*Target, error) {
-	var found *Target
-	matches := 0
-	for _, key := range keys {
+	for _, key := range r.byService[h.Service] {
 		if h.Namespace != "" && key.Namespace != h.Namespace {
 			continue
 		}
-		matches++
-		if found == nil || found.Namespace == key.Namespace {
-			found = target(key)
+		claim(key.Namespace)
+		liveN++
+		live = r.targets[key]
+	}
+	if len(r.tombs) > 0 {
+		// Tombstones are few and short-lived, so a scan is cheap.
+		now := r.now()
+		for key, tb := range r.tombs {
+			if tb.t.Service != h.Service || !now.Before(tb.expires) || h.Namespace != "" && key.Namespace != h.Namespace {
+				continue
+			}
+			claim(key.Namespace)
+			if dead == nil || key.String() < dead.Key() {
+				dead = tb.t
+			}
 		}
 	}
 	switch {
-	case found == nil:
-		return nil, ErrUnknownHost
-	case matches > 1:
-		// Only an error builds the list, so the usual single match allocates nothing.
-		var namespaces []string
-		for _, key := range keys {
-			if h.Namespace == "" || key.Namespace == h.Namespace {
-				namespaces = append(namespaces, key.Namespace)
-			}
-		}
+	case len(others) > 0:
+		namespaces := append(others, first)
 		sort.Strings(namespaces)
-		return nil, fmt.Errorf("%w %q in namespaces %s: use %s.<namespace> as the host", ErrAmbiguous,
-			h.Service, strings.Join(namespaces, ", "), h.Service)
+		return nil, 0, fmt.Errorf("%w %q in namespaces %s (live or deleted within %s): use %s.<namespace> as the host",
+			ErrAmbiguous, h.Service, strings.Join(namespaces, ", "), r.grace, h.Service)
+	case liveN > 1:
+		return nil, 0, fmt.Errorf("%w %q in namespace %s: use one ElastiService per Service", ErrAmbiguous, h.Service, live.Namespace)
+	case live != nil:
+		return live, h.Port, nil
+	case dead != nil:
+		return dead, h.Port, nil
 	}
-	return found, nil
+	return nil, 0, ErrUnknownHost
 }
 
 // Len is the number of known ElastiServices.

@@ -88,21 +88,24 @@ func TestByHost(t *testing.T) {
 	r.UpsertElastiService(es("shop", "app-es", "app"))
 	r.UpsertElastiService(es("shop", "db-es", "db"))
 	r.UpsertElastiService(es("bank", "db-es", "db"))
+	r.UpsertElastiService(es("shop", "dup-1", "dup"))
+	r.UpsertElastiService(es("shop", "dup-2", "dup"))
 	tests := map[string]struct {
 		host     string
 		wantKey  string
 		wantPort int32
 		wantErr  error
 	}{
-		"unique short":       {host: "app", wantKey: "shop/app-es"},
-		"unique short port":  {host: "app:8080", wantKey: "shop/app-es", wantPort: 8080},
-		"ambiguous short":    {host: "db", wantErr: ErrAmbiguous},
-		"namespaced":         {host: "db.bank", wantKey: "bank/db-es"},
-		"fqdn":               {host: "db.shop.svc.cluster.local:5432", wantKey: "shop/db-es", wantPort: 5432},
-		"wrong namespace":    {host: "app.bank", wantErr: ErrUnknownHost},
-		"unknown":            {host: "web", wantErr: ErrUnknownHost},
-		"external":           {host: "example.com", wantErr: ErrUnknownHost},
-		"elastiservice name": {host: "app-es", wantErr: ErrUnknownHost},
+		"unique short":        {host: "app", wantKey: "shop/app-es"},
+		"unique short port":   {host: "app:8080", wantKey: "shop/app-es", wantPort: 8080},
+		"ambiguous short":     {host: "db", wantErr: ErrAmbiguous},
+		"ambiguous in one ns": {host: "dup.shop", wantErr: ErrAmbiguous},
+		"namespaced":          {host: "db.bank", wantKey: "bank/db-es"},
+		"fqdn":                {host: "db.shop.svc.cluster.local:5432", wantKey: "shop/db-es", wantPort: 5432},
+		"wrong namespace":     {host: "app.bank", wantErr: ErrUnknownHost},
+		"unknown":             {host: "web", wantErr: ErrUnknownHost},
+		"external":            {host: "example.com", wantErr: ErrUnknownHost},
+		"elastiservice name":  {host: "app-es", wantErr: ErrUnknownHost},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -162,20 +165,23 @@ func TestPortFor(t *testing.T) {
 		ports       []Port
 		route, host int32
 		want        Port
+		refused     bool
 	}{
-		"route port wins":         {ports: two, route: 9090, host: 80, want: Port{Name: "grpc", Port: 9090}},
-		"host port":               {ports: two, host: 9090, want: Port{Name: "grpc", Port: 9090}},
-		"port 80 among several":   {ports: two, want: Port{Name: "http", Port: 80}},
-		"single port":             {ports: []Port{{Name: "web", Port: 8080}}, want: Port{Name: "web", Port: 8080}},
-		"first when no 80":        {ports: []Port{{Name: "a", Port: 81}, {Name: "b", Port: 82}}, want: Port{Name: "a", Port: 81}},
-		"unknown ports default":   {want: Port{Port: 80}},
-		"route port not yet seen": {route: 8443, want: Port{Port: 8443}},
+		"route port wins":               {ports: two, route: 9090, host: 80, want: Port{Name: "grpc", Port: 9090}},
+		"host port":                     {ports: two, host: 9090, want: Port{Name: "grpc", Port: 9090}},
+		"port 80 among several":         {ports: two, want: Port{Name: "http", Port: 80}},
+		"single port":                   {ports: []Port{{Name: "web", Port: 8080}}, want: Port{Name: "web", Port: 8080}},
+		"first when no 80":              {ports: []Port{{Name: "a", Port: 81}, {Name: "b", Port: 82}}, want: Port{Name: "a", Port: 81}},
+		"unknown ports default":         {want: Port{Port: 80}},
+		"route port not on the Service": {ports: two, route: 6379, refused: true},
+		"host port not on the Service":  {ports: two, host: 6379, refused: true},
+		"route port not yet seen":       {route: 8443, refused: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			tg := &Target{Ports: tc.ports}
-			if got := tg.PortFor(tc.route, tc.host); got != tc.want {
-				t.Errorf("PortFor(%d, %d) = %+v, want %+v", tc.route, tc.host, got, tc.want)
+			if got, ok := tg.PortFor(tc.route, tc.host); got != tc.want || ok == tc.refused {
+				t.Errorf("PortFor(%d, %d) = %+v, %v; want %+v, %v", tc.route, tc.host, got, ok, tc.want, !tc.refused)
 			}
 		})
 	}
@@ -219,7 +225,8 @@ func TestTombstone(t *testing.T) {
 			look: []lookup{
 				{host: "app.shop.svc.cluster.local", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
 				{host: "app", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
-				{host: "app.shop:9000", wantKey: "shop/app-es", wantGone: true, wantPort: 9000},
+				{host: "app.shop:8080", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
+				{host: "app.shop:9000", wantKey: "shop/app-es", wantGone: true}, // not a port of the Service
 				{key: "shop/app-es", wantKey: "shop/app-es", wantGone: true, wantPort: 8080},
 				{host: "app.bank", wantErr: ErrUnknownHost},
 				{key: "bank/app-es"},
@@ -266,16 +273,45 @@ func TestTombstone(t *testing.T) {
 			},
 			look: []lookup{{host: "app.shop", wantKey: "shop/app-es", wantPort: 80}, {key: "shop/app-es", wantKey: "shop/app-es", wantPort: 80}},
 		},
-		"live in another namespace wins a short host": {
+		// Callers of shop's app may still say "app": sending them (and their cookies) to bank's
+		// app would cross tenants.
+		"a short host a namespace just gave up is ambiguous, not another namespace's": {
 			setup: func(r *Registry, _ *clock) {
 				r.UpsertElastiService(es("shop", "app-es", "app"))
 				r.UpsertElastiService(es("bank", "app-es", "app"))
 				r.DeleteElastiService("shop", "app-es")
 			},
 			look: []lookup{
-				{host: "app", wantKey: "bank/app-es", wantPort: 80},
+				{host: "app", wantErr: ErrAmbiguous},
+				{host: "app:8080", wantErr: ErrAmbiguous},
 				{host: "app.shop", wantKey: "shop/app-es", wantGone: true, wantPort: 80},
+				{host: "app.bank", wantKey: "bank/app-es", wantPort: 80},
 			},
+		},
+		"a short host claimed by a new namespace after a deletion is ambiguous": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				r.UpsertElastiService(es("bank", "other-es", "app"))
+			},
+			look: []lookup{{host: "app", wantErr: ErrAmbiguous}, {host: "app.bank", wantKey: "bank/other-es", wantPort: 80}},
+		},
+		"the same namespace's live target wins over its own tombstone": {
+			setup: func(r *Registry, _ *clock) {
+				r.UpsertElastiService(es("shop", "old-es", "app"))
+				r.DeleteElastiService("shop", "old-es")
+				r.UpsertElastiService(es("shop", "new-es", "app"))
+			},
+			look: []lookup{{host: "app", wantKey: "shop/new-es", wantPort: 80}, {host: "app.shop", wantKey: "shop/new-es", wantPort: 80}},
+		},
+		"once the tombstone expires the other namespace has the name": {
+			setup: func(r *Registry, c *clock) {
+				r.UpsertElastiService(es("shop", "app-es", "app"))
+				r.UpsertElastiService(es("bank", "app-es", "app"))
+				r.DeleteElastiService("shop", "app-es")
+				c.t = c.t.Add(DefaultGrace)
+			},
+			look: []lookup{{host: "app", wantKey: "bank/app-es", wantPort: 80}},
 		},
 		"two tombstones are ambiguous for a short host": {
 			setup: func(r *Registry, _ *clock) {
@@ -335,8 +371,8 @@ func TestTombstone(t *testing.T) {
 				if got.Key() != l.wantKey || got.Gone != l.wantGone {
 					t.Errorf("lookup %+v = %s gone=%v; want %s gone=%v", l, got.Key(), got.Gone, l.wantKey, l.wantGone)
 				}
-				if p := got.PortFor(0, port).Port; p != l.wantPort {
-					t.Errorf("lookup %+v: port %d, want %d", l, p, l.wantPort)
+				if p, _ := got.PortFor(0, port); p.Port != l.wantPort {
+					t.Errorf("lookup %+v: port %d, want %d", l, p.Port, l.wantPort)
 				}
 			}
 		})

@@ -5,13 +5,19 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/routesig"
+	"github.com/elasti-dev/elasti/resolver/internal/events"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 )
@@ -19,18 +25,26 @@ import (
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// The route key's Secret, by name, in elasti's own namespace: a list or watch with a
+// metadata.name field selector is authorized by resourceNames.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,resourceNames=elasti-route-key,namespace=elasti-system
 
 // ComponentPrivateService is the elasti.dev/component value the controller puts on private
 // Services; the EndpointSlice controller copies it to their slices.
 const ComponentPrivateService = v1alpha1.ComponentPrivateService
 
-// CacheOptions restricts the cache to elasti's private Services and their slices, and to the
-// given namespaces (a comma-separated list; empty means all).
-func CacheOptions(namespaces string) cache.Options {
+// CacheOptions restricts the cache to elasti's private Services and their slices, to the route
+// key's one Secret, and to the given namespaces (a comma-separated list; empty means all).
+func CacheOptions(namespaces string, routeKey types.NamespacedName) cache.Options {
 	private := labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: ComponentPrivateService})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Service{}:            {Label: private},
 		&discoveryv1.EndpointSlice{}: {Label: private},
+		// One Secret, by name: the resolver's role may read no other.
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{routeKey.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", routeKey.Name),
+		},
 	}}
 	if namespaces != "" {
 		o.DefaultNamespaces = map[string]cache.Config{}
@@ -43,8 +57,23 @@ func CacheOptions(namespaces string) cache.Options {
 	return o
 }
 
-// Register adds the event handlers that keep reg and ready current.
-func Register(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache) error {
+// RouteKeyHandler keeps key current from the route key's Secret. A Secret without a valid key
+// clears it, and then no route header is believed: the Host decides every request.
+func RouteKeyHandler(key *routesig.Key, log logr.Logger) toolscache.ResourceEventHandler {
+	return events.Handler(func(s *corev1.Secret) {
+		if err := key.Set(s.Data[routesig.SecretKey]); err != nil {
+			log.Error(err, "route key Secret has no usable key; route headers are ignored", "secret", s.Namespace+"/"+s.Name)
+			return
+		}
+		log.Info("route key loaded", "secret", s.Namespace+"/"+s.Name)
+	}, func(s *corev1.Secret) {
+		_ = key.Set(nil)
+		log.Info("route key Secret deleted; route headers are ignored until the controller makes a new one", "secret", s.Namespace+"/"+s.Name)
+	})
+}
+
+// Register adds the event handlers that keep reg, ready and key current.
+func Register(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache, key toolscache.ResourceEventHandler) error {
 	for _, w := range []struct {
 		obj client.Object
 		h   interface {
@@ -56,6 +85,7 @@ func Register(ctx context.Context, c cache.Cache, reg *registry.Registry, ready 
 		{&v1alpha1.ElastiService{}, reg.ElastiServiceHandler()},
 		{&corev1.Service{}, reg.ServiceHandler()},
 		{&discoveryv1.EndpointSlice{}, ready.Handler()},
+		{&corev1.Secret{}, key},
 	} {
 		inf, err := c.GetInformer(ctx, w.obj)
 		if err != nil {

@@ -3,6 +3,7 @@
 package sources_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -15,9 +16,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
@@ -163,5 +166,36 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		g, ok := reg.ByKey(ns, "gone-es")
 		Expect(ok).To(BeTrue())
 		Expect(g.Gone).To(BeTrue())
+	})
+})
+
+var _ = Describe("route key from its Secret", func() {
+	It("loads only the named Secret's key, and clears it when the Secret goes", func(ctx SpecContext) {
+		Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: keyNamespace}}))).To(Succeed())
+		key := bytes.Repeat([]byte{7}, routesig.KeySize)
+		want, err := routesig.New(key)
+		Expect(err).NotTo(HaveOccurred())
+		sig := want.Sign("shop/app", "", "")
+
+		// A Secret of another name, even with the right data, is not the route key.
+		decoy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keyNamespace, Name: "decoy"}, Data: map[string][]byte{routesig.SecretKey: key}}
+		Expect(k8s.Create(ctx, decoy)).To(Succeed())
+		Consistently(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(time.Second).Should(BeFalse())
+
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keyNamespace, Name: routesig.DefaultSecretName},
+			Data: map[string][]byte{routesig.SecretKey: key}}
+		Expect(k8s.Create(ctx, secret)).To(Succeed())
+		Eventually(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
+
+		// A key too short to be safe is refused, and nothing is believed meanwhile.
+		secret.Data[routesig.SecretKey] = []byte("short")
+		Expect(k8s.Update(ctx, secret)).To(Succeed())
+		Eventually(func() *routesig.Signer { return routeKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
+
+		secret.Data[routesig.SecretKey] = key
+		Expect(k8s.Update(ctx, secret)).To(Succeed())
+		Eventually(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
+		Expect(k8s.Delete(ctx, secret)).To(Succeed())
+		Eventually(func() *routesig.Signer { return routeKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
 	})
 })

@@ -6,9 +6,11 @@ import (
 	"context"
 	"testing"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/testenv"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
@@ -26,13 +29,17 @@ import (
 )
 
 var (
-	env    *envtest.Environment
-	k8s    client.Client
-	reg    *registry.Registry
-	ready  *readiness.Cache
-	thr    *throttler.Throttler
-	cancel context.CancelFunc
+	env      *envtest.Environment
+	k8s      client.Client
+	reg      *registry.Registry
+	ready    *readiness.Cache
+	thr      *throttler.Throttler
+	routeKey *routesig.Key
+	cancel   context.CancelFunc
 )
+
+// keyNamespace is where the suite's resolver looks for the route key.
+const keyNamespace = "elasti-system"
 
 func TestSources(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -63,7 +70,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  sources.CacheOptions(""),
+		Cache:                  sources.CacheOptions("", types.NamespacedName{Namespace: keyNamespace, Name: routesig.DefaultSecretName}),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
@@ -74,7 +81,8 @@ var _ = BeforeSuite(func() {
 	reg = registry.New("cluster.local", forgetThrottler{})
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
-	Expect(sources.Register(ctx, mgr.GetCache(), reg, ready)).To(Succeed())
+	routeKey = &routesig.Key{}
+	Expect(sources.Register(ctx, mgr.GetCache(), reg, ready, sources.RouteKeyHandler(routeKey, logr.Discard()))).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -16,6 +16,8 @@ var (
 	ErrQueueFull = errors.New("too many requests held for this target")
 	// ErrTotalFull means the resolver holds as many requests as it may across all targets.
 	ErrTotalFull = errors.New("too many requests held by this resolver")
+	// ErrNamespaceFull means the target's namespace holds its whole share of the resolver.
+	ErrNamespaceFull = errors.New("too many requests held for this namespace")
 	// ErrTimeout means the target was not ready within the hold timeout.
 	ErrTimeout = errors.New("target not ready within the hold timeout")
 	// ErrGone means the target was deleted while requests waited.
@@ -51,19 +53,50 @@ func (e *entry) refresh(ready bool) {
 	e.ready.Store(ready)
 }
 
-// Throttler holds requests per backend (the private Service of a target).
+// Throttler holds requests per backend (the private Service of a target). The resolver is
+// shared by every team, so besides the global bound each namespace may hold only its share:
+// one tenant's flood, or its spec.queue.maxPending at the maximum, leaves the others room.
 type Throttler struct {
 	src      Source
 	maxTotal int64
 	total    atomic.Int64
+	maxNS    int64
+	perNS    sync.Map // namespace -> *atomic.Int64
 
 	entries sync.Map   // types.NamespacedName -> *entry
 	mu      sync.Mutex // orders entry creation against Changed
 }
 
-// New returns a Throttler that holds at most maxTotal requests across all backends.
+// New returns a Throttler that holds at most maxTotal requests across all backends, and as many
+// for the backends of one namespace unless SetNamespaceShare says fewer.
 func New(src Source, maxTotal int) *Throttler {
-	return &Throttler{src: src, maxTotal: int64(maxTotal)}
+	return &Throttler{src: src, maxTotal: int64(maxTotal), maxNS: int64(maxTotal)}
+}
+
+// SetNamespaceShare bounds the requests held for the backends of one namespace; call it before
+// the first Wait. Values above the global bound, or 0, mean the global bound.
+func (t *Throttler) SetNamespaceShare(n int) {
+	if n <= 0 || int64(n) > t.maxTotal {
+		n = int(t.maxTotal)
+	}
+	t.maxNS = int64(n)
+}
+
+func (t *Throttler) namespace(ns string) *atomic.Int64 {
+	if v, ok := t.perNS.Load(ns); ok {
+		return v.(*atomic.Int64)
+	}
+	// One counter per namespace ever seen: bounded by the namespaces with ElastiServices.
+	v, _ := t.perNS.LoadOrStore(ns, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
+
+// NamespacePending is how many requests wait for the backends of namespace ns.
+func (t *Throttler) NamespacePending(ns string) int {
+	if v, ok := t.perNS.Load(ns); ok {
+		return int(v.(*atomic.Int64).Load())
+	}
+	return 0
 }
 
 func (t *Throttler) entry(key types.NamespacedName) *entry {
@@ -120,7 +153,8 @@ func (t *Throttler) Total() int { return int(t.total.Load()) }
 // Wait returns once the backend is ready. held says whether the request had to wait. onHold,
 // if not nil, runs once the request is counted as held and before it blocks. A request is
 // refused at once when maxPending requests already wait for the backend or the global bound is
-// reached; it waits at most timeout and no longer than ctx.
+// reached, globally or for the backend's namespace; it waits at most timeout and no longer than
+// ctx.
 func (t *Throttler) Wait(ctx context.Context, key types.NamespacedName, maxPending int, timeout time.Duration, onHold func()) (held bool, err error) {
 	e := t.entry(key)
 	if e.ready.Load() {
@@ -131,6 +165,12 @@ func (t *Throttler) Wait(ctx context.Context, key types.NamespacedName, maxPendi
 		return false, ErrTotalFull
 	}
 	defer t.total.Add(-1)
+	ns := t.namespace(key.Namespace)
+	if ns.Add(1) > t.maxNS {
+		ns.Add(-1)
+		return false, ErrNamespaceFull
+	}
+	defer ns.Add(-1)
 	if e.pending.Add(1) > int64(maxPending) {
 		e.pending.Add(-1)
 		return false, ErrQueueFull

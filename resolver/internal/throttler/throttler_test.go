@@ -99,8 +99,10 @@ func TestGateRearms(t *testing.T) {
 }
 
 func TestBounds(t *testing.T) {
+	other := types.NamespacedName{Namespace: "other", Name: "c"}
 	tests := map[string]struct {
 		total, perTarget int
+		share            int // per namespace; 0 is the total
 		holdA, holdB     int
 		wantErr          error
 		on               types.NamespacedName
@@ -108,10 +110,16 @@ func TestBounds(t *testing.T) {
 		"target queue full":           {total: 10, perTarget: 2, holdA: 2, on: a, wantErr: ErrQueueFull},
 		"other target not starved":    {total: 10, perTarget: 2, holdA: 2, on: b, wantErr: context.DeadlineExceeded},
 		"global bound across targets": {total: 3, perTarget: 2, holdA: 2, holdB: 1, on: b, wantErr: ErrTotalFull},
+		// A tenant that floods, even with its own maxPending at the maximum, takes only its
+		// namespace's share, and another namespace still gets held.
+		"namespace share full":           {total: 10, perTarget: 10, share: 3, holdA: 2, holdB: 1, on: b, wantErr: ErrNamespaceFull},
+		"other namespace keeps its room": {total: 10, perTarget: 10, share: 3, holdA: 2, holdB: 1, on: other, wantErr: context.DeadlineExceeded},
+		"no share: one tenant takes all": {total: 3, perTarget: 10, holdA: 2, holdB: 1, on: other, wantErr: ErrTotalFull},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			th, _ := newThrottler(tc.total)
+			th.SetNamespaceShare(tc.share)
 			ctx, cancel := context.WithCancel(context.Background())
 			holds := make(chan struct{}, tc.holdA+tc.holdB)
 			var wg sync.WaitGroup
@@ -131,6 +139,9 @@ func TestBounds(t *testing.T) {
 			wg.Wait()
 			if got := th.Total(); got != 0 {
 				t.Errorf("Total after all left = %d, want 0", got)
+			}
+			if got := th.NamespacePending("ns"); got != 0 {
+				t.Errorf("namespace pending after all left = %d, want 0", got)
 			}
 		})
 	}

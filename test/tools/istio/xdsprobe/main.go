@@ -57,14 +57,16 @@ type Route struct {
 	Match    string            `json:"match"`
 	Clusters []WeightedCluster `json:"clusters"`
 	Headers  map[string]string `json:"headers,omitempty"`
+	Remove   []string          `json:"remove,omitempty"`
 }
 
 // WeightedCluster is an Envoy cluster name such as outbound|80|live|target.default.svc.cluster.local,
-// with the request headers added when a request takes it.
+// with the request headers added, and removed, when a request takes it.
 type WeightedCluster struct {
 	Name    string            `json:"name"`
 	Weight  uint32            `json:"weight"`
 	Headers map[string]string `json:"headers,omitempty"`
+	Remove  []string          `json:"remove,omitempty"`
 }
 
 func main() {
@@ -166,14 +168,15 @@ func summarise(rc *routev3.RouteConfiguration, host string) RouteConfig {
 		}
 		v := VirtualHost{Name: vh.GetName(), Domains: slices.Clone(vh.GetDomains())}
 		for _, r := range vh.GetRoutes() {
-			rt := Route{Name: r.GetName(), Match: match(r.GetMatch()), Headers: headers(r.GetRequestHeadersToAdd())}
+			rt := Route{Name: r.GetName(), Match: match(r.GetMatch()), Headers: headers(r.GetRequestHeadersToAdd()),
+				Remove: r.GetRequestHeadersToRemove()}
 			a := r.GetRoute()
 			if c := a.GetCluster(); c != "" {
 				rt.Clusters = []WeightedCluster{{Name: c, Weight: 100}}
 			}
 			for _, wc := range a.GetWeightedClusters().GetClusters() {
 				rt.Clusters = append(rt.Clusters, WeightedCluster{Name: wc.GetName(), Weight: wc.GetWeight().GetValue(),
-					Headers: headers(wc.GetRequestHeadersToAdd())})
+					Headers: headers(wc.GetRequestHeadersToAdd()), Remove: wc.GetRequestHeadersToRemove()})
 			}
 			v.Routes = append(v.Routes, rt)
 		}
