@@ -105,7 +105,8 @@ func run() error {
 	}
 	defer backend.stop()
 
-	r, err := newResolver(o.maxConns)
+	// The burst holds more than one Service's default share, so this resolver has room for it.
+	r, err := newResolver(o.maxConns, limits{total: 50000, perTarget: 20000})
 	if err != nil {
 		return err
 	}
@@ -123,8 +124,16 @@ func run() error {
 	if err := burst(r, loadgen, backend.addr, o); err != nil {
 		return err
 	}
-	return wake(r, loadgen, o)
+	if err := wake(r, loadgen, o); err != nil {
+		return err
+	}
+	return flood(loadgen, backend.addr, o)
 }
+
+// limits are the resolver's hold limits; productLimits are its flags' defaults.
+type limits struct{ total, share, perTarget, limit int }
+
+var productLimits = limits{total: 20000, share: 5000, perTarget: 5000, limit: 5000}
 
 // resolver is the real chain with in-memory sources.
 type resolver struct {
@@ -139,15 +148,16 @@ type noWaker struct{}
 func (noWaker) Held(types.NamespacedName, func() bool) {}
 func (noWaker) Active(types.NamespacedName)            {}
 
-func newResolver(maxConns int) (*resolver, error) {
+func newResolver(maxConns int, l limits) (*resolver, error) {
 	reg := registry.New("cluster.local", nil)
 	ready := readiness.New()
-	thr := throttler.New(ready, 50000)
+	thr := throttler.New(ready, l.total)
+	thr.SetNamespaceShare(l.share)
 	ready.SetListener(thr)
 	chain := handler.Build(handler.Config{
 		Proxy: proxy.New(proxy.Options{MaxConnsPerHost: maxConns}), Targets: reg, Throttler: thr, Waker: noWaker{},
 		Endpoints: ready, Upstream: handler.UpstreamPods, Domain: "cluster.local",
-		MaxPending: 20000, HoldTimeout: 2 * time.Minute, Metrics: metrics.New(),
+		MaxPending: l.perTarget, MaxPendingLimit: l.limit, HoldTimeout: 2 * time.Minute, Metrics: metrics.New(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -158,11 +168,21 @@ func newResolver(maxConns int) (*resolver, error) {
 }
 
 func (r *resolver) addTarget(service string) types.NamespacedName {
-	r.reg.UpsertElastiService(&v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: service},
+	return r.addTargetIn(ns, service, 0)
+}
+
+// addTargetIn adds an ElastiService for service in namespace, asking for maxPending held
+// requests (0: the resolver's default).
+func (r *resolver) addTargetIn(namespace, service string, maxPending int32) types.NamespacedName {
+	es := &v1alpha1.ElastiService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: service},
 		Spec:       v1alpha1.ElastiServiceSpec{Service: service},
-	})
-	return types.NamespacedName{Namespace: ns, Name: names.PrivateService(service)}
+	}
+	if maxPending > 0 {
+		es.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: &maxPending}
+	}
+	r.reg.UpsertElastiService(es)
+	return types.NamespacedName{Namespace: namespace, Name: names.PrivateService(service)}
 }
 
 // setReady writes the private Service's EndpointSlice as the cluster would.
@@ -170,7 +190,7 @@ func (r *resolver) setReady(key types.NamespacedName, addr string, ready bool) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	r.ready.Update(&discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: key.Name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: key.Name}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: key.Name}},
 		Ports:      []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(p))}},
 		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}},
 	})
@@ -491,6 +511,79 @@ func burst(r *resolver, loadgen, backend string, o options) error {
 	fmt.Printf("   resolver memory while holding (heap+stacks in use): %.1f MiB over baseline = %.1f KiB per held request (goal <= 32 KiB)\n",
 		float64(held-before)/(1<<20), float64(held-before)/float64(o.burst)/1024)
 	fmt.Printf("   time from ready to last response: %v\n\n", time.Unix(0, res.LastDoneUnixNano).Sub(readyAt).Round(time.Millisecond))
+	return nil
+}
+
+// flood: with the product's default limits, one tenant floods its Service at zero with more
+// requests than a namespace may hold, asking for the most a spec.queue.maxPending can say, while
+// another tenant's requests for its own Service at zero are held. The quiet tenant must be held
+// and answered in full; the flood gets its namespace's share and 503 for the rest.
+func flood(loadgen, backend string, o options) error {
+	r, err := newResolver(o.maxConns, productLimits)
+	if err != nil {
+		return err
+	}
+	const floodN, quietN = 8000, 500
+	loud := r.addTargetIn("flood", "loud", 100000)
+	quiet := r.addTargetIn("quiet", "calm", 0)
+	reset, err := http.Get("http://" + backend + "/reset")
+	if err != nil {
+		return err
+	}
+	_ = reset.Body.Close()
+	before := memory()
+	type run struct {
+		cmd *exec.Cmd
+		out *strings.Builder
+	}
+	start := func(host, prefix string, n int) (run, error) {
+		cmd := exec.Command(loadgen, "-mode=burst", "-url=http://"+r.addr+"/", "-host="+host, "-id-prefix="+prefix, "-n="+strconv.Itoa(n))
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, os.Stderr
+		return run{cmd, out}, cmd.Start()
+	}
+	f, err := start("loud.flood", "f", floodN)
+	if err != nil {
+		return err
+	}
+	if err := r.waitPending(loud, productLimits.share, 2*time.Minute); err != nil {
+		return err
+	}
+	q, err := start("calm.quiet", "q", quietN)
+	if err != nil {
+		return err
+	}
+	if err := r.waitPending(quiet, quietN, 2*time.Minute); err != nil {
+		return err
+	}
+	held := memory()
+	r.setReady(loud, backend, true)
+	r.setReady(quiet, backend, true)
+	var res [2]burstResult
+	for i, x := range []run{f, q} {
+		if err := x.cmd.Wait(); err != nil {
+			return fmt.Errorf("loadgen burst: %w", err)
+		}
+		if err := json.Unmarshal([]byte(x.out.String()), &res[i]); err != nil {
+			return fmt.Errorf("loadgen burst output %q: %w", x.out.String(), err)
+		}
+	}
+	var st stats
+	resp, err := http.Get("http://" + backend + "/stats")
+	if err != nil {
+		return err
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	_ = resp.Body.Close()
+	fmt.Printf("4. Tenant flood, default limits (total %d, per namespace %d, spec.queue.maxPending cut to %d)\n",
+		productLimits.total, productLimits.share, productLimits.limit)
+	fmt.Printf("   flooding tenant, %d requests asking maxPending 100000: %d answered 200, %d refused (503), %d errors\n",
+		floodN, res[0].OK, res[0].NotOK, res[0].Errors)
+	fmt.Printf("   quiet tenant, %d requests held meanwhile: %d answered 200 (%.1f%%), %d other, %d errors\n",
+		quietN, res[1].OK, 100*float64(res[1].OK)/quietN, res[1].NotOK, res[1].Errors)
+	fmt.Printf("   backend saw: %d requests, %d distinct ids, %d more than once\n", st.Total, st.Distinct, st.Duplicates)
+	fmt.Printf("   resolver memory while %d were held: %.1f MiB over baseline (the chart's default limit is 1024 MiB)\n\n",
+		productLimits.share+quietN, float64(held-before)/(1<<20))
 	return nil
 }
 

@@ -3,7 +3,7 @@
 //
 //	loadgen -mode=backend                    serve on 127.0.0.1, print the address, count requests by id
 //	loadgen -mode=rps -url=U -host=H -c=64 -d=5s   closed-loop keep-alive GETs; JSON throughput and latency
-//	loadgen -mode=burst -url=U -host=H -n=10000    n concurrent GETs with ids; JSON outcome and last answer time
+//	loadgen -mode=burst -url=U -host=H -n=10000    n concurrent GETs with ids (-id-prefix P); JSON outcome and last answer time
 //	loadgen -mode=serial -url=U -host=H -n=300     n GETs one after the other
 //
 // -cpuprofile=FILE profiles a run, or the backend until it is asked GET /profile/stop.
@@ -42,6 +42,7 @@ func run() error {
 	conc := flag.Int("c", 64, "concurrent clients (rps)")
 	dur := flag.Duration("d", 5*time.Second, "duration (rps)")
 	n := flag.Int("n", 10000, "requests (burst, serial)")
+	prefix := flag.String("id-prefix", "", "prefix of the burst's request ids, so two bursts at one backend stay apart")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here: of the run, or of the backend until GET /profile/stop")
 	flag.Parse()
 	raiseNoFile()
@@ -65,7 +66,7 @@ func run() error {
 	case "rps":
 		out, err = rps(*target, *host, *conc, *dur)
 	case "burst":
-		out, err = burst(*target, *host, *n)
+		out, err = burst(*target, *host, *prefix, *n)
 	case "serial":
 		out, err = serial(*target, *host, *n)
 	default:
@@ -144,7 +145,7 @@ type Burst struct {
 	LastDoneUnixNano  int64
 }
 
-func burst(target, host string, n int) (Burst, error) {
+func burst(target, host, prefix string, n int) (Burst, error) {
 	c := client(n, 3*time.Minute)
 	var ok, bad, errs atomic.Int64
 	var last atomic.Int64
@@ -153,7 +154,7 @@ func burst(target, host string, n int) (Burst, error) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			code, err := get(c, target+"?id="+strconv.Itoa(i), host)
+			code, err := get(c, target+"?id="+prefix+strconv.Itoa(i), host)
 			now := time.Now().UnixNano()
 			for {
 				if l := last.Load(); now <= l || last.CompareAndSwap(l, now) {
