@@ -497,13 +497,10 @@ func burst(r *resolver, loadgen, backend string, o options) error {
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 		return fmt.Errorf("loadgen burst output %q: %w", out.String(), err)
 	}
-	var st stats
-	resp, err := http.Get("http://" + backend + "/stats")
+	st, err := backendStats(backend)
 	if err != nil {
 		return err
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&st)
-	_ = resp.Body.Close()
 	fmt.Printf("2. Burst at zero: %d concurrent requests held, then the target made ready\n", o.burst)
 	fmt.Printf("   answered 200: %d, other status: %d, errors: %d %s\n", res.OK, res.NotOK, res.Errors, res.FirstError)
 	fmt.Printf("   backend saw: %d requests, %d distinct ids, %d ids more than once (exactly once: %v)\n",
@@ -568,13 +565,10 @@ func flood(loadgen, backend string, o options) error {
 			return fmt.Errorf("loadgen burst output %q: %w", x.out.String(), err)
 		}
 	}
-	var st stats
-	resp, err := http.Get("http://" + backend + "/stats")
+	st, err := backendStats(backend)
 	if err != nil {
 		return err
 	}
-	_ = json.NewDecoder(resp.Body).Decode(&st)
-	_ = resp.Body.Close()
 	fmt.Printf("4. Tenant flood, default limits (total %d, per namespace %d, spec.queue.maxPending cut to %d)\n",
 		productLimits.total, productLimits.share, productLimits.limit)
 	fmt.Printf("   flooding tenant, %d requests asking maxPending 100000: %d answered 200, %d refused (503), %d errors\n",
@@ -585,6 +579,17 @@ func flood(loadgen, backend string, o options) error {
 	fmt.Printf("   resolver memory while %d were held: %.1f MiB over baseline (the chart's default limit is 1024 MiB)\n\n",
 		productLimits.share+quietN, float64(held-before)/(1<<20))
 	return nil
+}
+
+// backendStats reads what the backend counted since its last reset.
+func backendStats(backend string) (stats, error) {
+	var st stats
+	resp, err := http.Get("http://" + backend + "/stats")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 // memory is the heap and goroutine stacks in use after a collection: what held requests cost.
