@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,6 +90,9 @@ var _ = BeforeSuite(func() {
 	installElasti()
 })
 
+// namespaceShare is the resolver's per-namespace hold share in this suite.
+const namespaceShare = 150
+
 // installElasti installs (or upgrades) elasti from its chart; the uninstall scenario calls it
 // again so that the specs after it find elasti as the suite left it.
 func installElasti() {
@@ -100,7 +104,9 @@ func installElasti() {
 		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
 		// No Envoy can run here: the resolver has no sidecar and replays straight to pod IPs.
 		"--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods",
-		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug")
+		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug",
+		// Small enough that the tenant flood spec can exceed it, above what any other spec holds.
+		"--set", fmt.Sprintf("resolver.maxPendingPerNamespace=%d", namespaceShare))
 	// helm --wait sees the pods ready, but kube-proxy programs a reinstall's new ClusterIPs a
 	// moment later; until it has, a connection to them is refused.
 	for _, port := range []string{"elasti-system/elasti-resolver:http", "elasti-system/elasti-controller:http-activity"} {

@@ -22,13 +22,14 @@ import (
 // The resolver is shared by every team: these specs play a client of one tenant that tries to
 // reach, wake or starve another's Service through it.
 var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
-	var a, b *app
+	var a, b, loud, quiet *app
 	var resolver string
 	BeforeAll(func() {
 		prom.active.Store(false)
-		a, b = deployApp(5), deployApp(5)
-		a.toZero()
-		b.toZero()
+		a, b, loud, quiet = deployApp(5), deployApp(5), deployApp(5), deployApp(5)
+		for _, x := range []*app{a, b, loud, quiet} {
+			x.toZero()
+		}
 		svc := &corev1.Service{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "elasti-system", Name: "elasti-resolver"}, svc)).To(Succeed())
 		resolver = "http://" + net.JoinHostPort(svc.Spec.ClusterIP, "8012")
@@ -47,6 +48,22 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		resp.Body.Close()
 		return resp.StatusCode, string(body)
 	}
+
+	It("never replays a held request whose caller left", func() {
+		// The whole request is sent and the connection closed at once: the resolver holds it
+		// (and wakes the target), and must notice that nobody waits for the answer.
+		c, err := net.DialTimeout("tcp", a.url[len("http://"):]+":80", 10*time.Second)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fmt.Fprintf(c, "POST /echo HTTP/1.1\r\nHost: shop.%s\r\nX-Request-Id: gone-1\r\nContent-Length: 4\r\n\r\nbody", a.ns)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(c.Close()).To(Succeed())
+		Eventually(a.replicas).WithTimeout(30*time.Second).WithPolling(200*time.Millisecond).Should(BeNumerically(">=", 1),
+			"the held request did not wake the target")
+		Eventually(func() error { return a.get("/healthz") }).WithTimeout(time.Minute).Should(Succeed())
+		// A replay would have reached the app before a request sent after the wake is answered.
+		Expect(a.get("/healthz")).To(Succeed())
+		Expect(a.counts()).NotTo(HaveKey("gone-1"), "the request of a caller that left was replayed")
+	})
 
 	It("ignores a forged X-Elasti-Target: it neither reaches nor wakes another tenant's Service", func() {
 		forged := map[string]string{v1alpha1.HeaderTarget: b.ns + "/shop", v1alpha1.HeaderPort: "80", v1alpha1.HeaderSubset: "v1"}
@@ -92,6 +109,74 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		code, body := send(resolver+"/healthz", fmt.Sprintf("shop.%s:6379", a.ns), nil)
 		Expect(code).To(Equal(http.StatusNotFound), "%s", body)
 		Expect(body).To(ContainSubstring("no port 6379"))
+	})
+
+	It("keeps another tenant's held requests whole while one tenant floods past its namespace's share", func() {
+		const floodN, quietN = 450, 40
+		type result struct {
+			id    string
+			code  int
+			retry string
+			err   error
+		}
+		fire := func(x *app, prefix string, n int, out chan<- result) {
+			for i := range n {
+				go func() {
+					id := fmt.Sprintf("%s-%03d", prefix, i)
+					req, _ := http.NewRequest(http.MethodGet, x.url+"/echo", nil)
+					req.Header.Set("X-Request-Id", id)
+					// A connection each, so kube-proxy spreads them over both resolver replicas.
+					c := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+					resp, err := x.do(c, req)
+					if err != nil {
+						out <- result{id: id, err: err}
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					out <- result{id: id, code: resp.StatusCode, retry: resp.Header.Get("Retry-After")}
+				}()
+			}
+		}
+		start := time.Now()
+		floods, quiets := make(chan result, floodN), make(chan result, quietN)
+		fire(loud, "flood", floodN, floods)
+		fire(quiet, "quiet", quietN, quiets)
+		codes := map[int]int{}
+		var refused, served []string
+		for range floodN {
+			r := <-floods
+			Expect(r.err).NotTo(HaveOccurred(), "flood request %s", r.id)
+			codes[r.code]++
+			switch r.code {
+			case http.StatusOK:
+				served = append(served, r.id)
+			case http.StatusServiceUnavailable:
+				Expect(r.retry).NotTo(BeEmpty(), "a 503 without Retry-After")
+				refused = append(refused, r.id)
+			default:
+				Fail(fmt.Sprintf("flood request %s: status %d", r.id, r.code))
+			}
+		}
+		for range quietN {
+			r := <-quiets
+			Expect(r.err).NotTo(HaveOccurred(), "quiet request %s", r.id)
+			Expect(r.code).To(Equal(http.StatusOK), "quiet request %s", r.id)
+		}
+		GinkgoWriter.Printf("flood of %d: %v in %s; the quiet tenant's %d: all 200\n", floodN, codes, time.Since(start).Round(10*time.Millisecond), quietN)
+		// Two resolver replicas hold at most their share each; the rest of the flood is refused.
+		Expect(len(refused)).To(BeNumerically(">=", floodN-2*namespaceShare))
+		counts := loud.counts()
+		for _, id := range served {
+			Expect(counts).To(HaveKeyWithValue(id, 1), "flood request %s", id)
+		}
+		for _, id := range refused {
+			Expect(counts).NotTo(HaveKey(id), "a refused request reached the app")
+		}
+		qc := quiet.counts()
+		for i := range quietN {
+			Expect(qc).To(HaveKeyWithValue(fmt.Sprintf("quiet-%03d", i), 1))
+		}
 	})
 
 	It("refuses CONNECT", func() {
