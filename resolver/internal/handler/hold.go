@@ -53,6 +53,24 @@ type Hold struct {
 
 var _ http.Handler = (*Hold)(nil)
 
+// readyToReplay says why a held request must not be replayed now, or nil: its body must be in
+// by deadline and its caller still there, or the target would get a request nobody waits for.
+// It puts the body read while held back in place for the replay.
+func readyToReplay(ctx context.Context, r *http.Request, req *Request, body *heldBody, deadline time.Time) error {
+	if body != nil {
+		if err := body.wait(ctx, deadline); err != nil {
+			return err
+		}
+	}
+	if callerGone(r) {
+		return errClientLeft
+	}
+	if body != nil {
+		r.Body, req.BodyRead = body.reader(r.Body), body.rest == nil
+	}
+	return nil
+}
+
 // errMemory refuses a hold when the resolver nears its memory limit.
 var errMemory = errors.New("this resolver is near its memory limit")
 
@@ -114,21 +132,9 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Metrics.HoldDuration.WithLabelValues(t.Namespace, t.Name).Observe(time.Since(start).Seconds())
 	}
 	if held && (err == nil || errors.Is(err, throttler.ErrGone)) {
-		// Ready, or deleted and so sent to the public Service: the body must be in (within the
-		// hold's own deadline) and the caller still there, or the replay would send the target
-		// a request nobody waits for.
-		gone := err
-		if body != nil {
-			err = body.wait(ctx, start.Add(timeout))
-		}
-		if err == nil && callerGone(r) {
-			err = errClientLeft
-		}
-		if err == nil && body != nil {
-			r.Body, req.BodyRead = body.reader(r.Body), body.rest == nil
-		}
-		if err == nil {
-			err = gone
+		// Ready, or deleted and so sent to the public Service.
+		if left := readyToReplay(ctx, r, req, body, start.Add(timeout)); left != nil {
+			err = left
 		}
 	}
 	switch {
