@@ -38,6 +38,10 @@ import (
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
+// drainGrace is how long past --drain-timeout the 503s to held requests, and replays already
+// under way, may take before run returns.
+const drainGrace = 2 * time.Second
+
 type options struct {
 	listen, metricsAddr, probeAddr string
 	controllerURL, tokenFile       string
@@ -78,7 +82,8 @@ func run() error {
 	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 100, "Connections to one upstream address at most, so a wake-up burst queues here rather than at the first pod (upgraded WebSockets do not count); 0 means no bound.")
 	flag.StringVar(&o.domain, "cluster-domain", "cluster.local", "Cluster DNS domain.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "After SIGTERM, how long to keep accepting connections while endpoints drop this pod.")
-	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute, "After the shutdown delay, how long held and in-flight requests may finish.")
+	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute,
+		"After the shutdown delay, how long held and in-flight requests may finish; then requests still held are answered 503 with Retry-After, and the rest get "+drainGrace.String()+" more.")
 	flag.DurationVar(&o.idleTimeout, "idle-timeout", 65*time.Minute, "Keep-alive idle timeout; longer than Envoy's 1h so the caller always closes first.")
 	flag.DurationVar(&o.deletedGrace, "deleted-grace", registry.DefaultGrace,
 		"How long a deleted ElastiService's requests (on connections kube-proxy pinned to the resolver) are still forwarded to its public Service; 0 answers them 404.")
@@ -222,7 +227,14 @@ func run() error {
 	srv.SetKeepAlivesEnabled(false)
 	log.Info("draining", "delay", o.shutdownDelay, "held", thr.Total())
 	time.Sleep(o.shutdownDelay)
-	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	// Requests still held at the drain timeout are answered 503 rather than cut by the exit;
+	// those answers, and replays already under way, get drainGrace more.
+	expired := time.AfterFunc(o.drainTimeout, func() {
+		log.Info("drain timeout: answering held requests 503", "held", thr.Total())
+		thr.Drain()
+	})
+	defer expired.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout+drainGrace)
 	defer cancel()
 	err = srv.Shutdown(ctx)
 	log.Info("proxy stopped", "held", thr.Total(), "error", err)

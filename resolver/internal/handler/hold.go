@@ -164,6 +164,14 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(w, "elasti: "+t.Key()+" did not become ready within "+timeout.String(), http.StatusGatewayTimeout)
 		return
+	case errors.Is(err, throttler.ErrDraining):
+		// This resolver is stopping and the request would be cut by its exit: another replica,
+		// or this Service once awake, can take the retry.
+		req.Outcome = metrics.OutcomeDraining
+		closeConn(w, r)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "elasti: "+err.Error()+"; retry", http.StatusServiceUnavailable)
+		return
 	case errors.Is(err, throttler.ErrGone):
 		if h.Tombstones != nil {
 			if g, ok := h.Tombstones.Tombstone(t.Namespace, t.Name); ok {

@@ -318,6 +318,10 @@ func TestHold(t *testing.T) {
 		"namespace share full":       {thr: fakeThrottler{err: throttler.ErrNamespaceFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
 		// Near the memory limit nothing new is held, and the throttler is never asked.
 		"no memory for a hold": {thr: fakeThrottler{held: true}, noMemory: true, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull},
+		// Answered, never replayed: past the drain timeout the resolver stops before the target
+		// could be ready.
+		"drain timeout while held": {thr: fakeThrottler{held: true, err: throttler.ErrDraining}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeDraining, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
+		"refused while draining":   {thr: fakeThrottler{err: throttler.ErrDraining}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeDraining, wantMaxPending: 5, wantTimeout: time.Minute},
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	for name, tc := range tests {
@@ -334,8 +338,8 @@ func TestHold(t *testing.T) {
 			if w.Code != tc.wantCode || req.Outcome != tc.wantOutcome {
 				t.Errorf("got %d %s, want %d %s", w.Code, req.Outcome, tc.wantCode, tc.wantOutcome)
 			}
-			if tc.wantOutcome == metrics.OutcomeGone && w.Header().Get("Connection") != "close" {
-				t.Error("503 for a deleted target does not close the connection")
+			if (tc.wantOutcome == metrics.OutcomeGone || tc.wantOutcome == metrics.OutcomeDraining) && w.Header().Get("Connection") != "close" {
+				t.Errorf("503 (%s) does not close the connection", tc.wantOutcome)
 			}
 			if got := w.Header().Get("Retry-After") != ""; got != tc.wantRetry {
 				t.Errorf("Retry-After present = %v, want %v", got, tc.wantRetry)

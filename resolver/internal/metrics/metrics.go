@@ -17,6 +17,7 @@ const (
 	OutcomeTimeout   = "timeout"    // 504: held past the hold timeout
 	OutcomeCancelled = "cancelled"  // the caller went away while held
 	OutcomeGone      = "gone"       // 503: the ElastiService was deleted while held, and no tombstone
+	OutcomeDraining  = "draining"   // 503: still held when the resolver's drain timeout ran out
 	// OutcomeGoneForwarded: the ElastiService was deleted within the grace period; the request
 	// went to the public Service, which points at the target's pods again.
 	OutcomeGoneForwarded = "gone_forwarded"
@@ -67,7 +68,7 @@ func New() *Metrics {
 		}),
 		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "responses_total",
-			Help: "Responses by status class (1xx..5xx) and outcome (passed, replayed, probe, queue_full, timeout, cancelled, gone, gone_forwarded).",
+			Help: "Responses by status class (1xx..5xx) and outcome (passed, replayed, probe, queue_full, timeout, cancelled, gone, gone_forwarded, draining).",
 		}, []string{"namespace", "name", "class", "outcome"}),
 		HoldDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    prefix + "hold_duration_seconds",

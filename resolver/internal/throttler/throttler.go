@@ -22,6 +22,8 @@ var (
 	ErrTimeout = errors.New("target not ready within the hold timeout")
 	// ErrGone means the target was deleted while requests waited.
 	ErrGone = errors.New("target removed while the request was held")
+	// ErrDraining means the resolver is shutting down and holds nothing any more.
+	ErrDraining = errors.New("the resolver is shutting down")
 )
 
 // Source says whether a backend has ready endpoints.
@@ -65,13 +67,21 @@ type Throttler struct {
 
 	entries sync.Map   // types.NamespacedName -> *entry
 	mu      sync.Mutex // orders entry creation against Changed
+
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
 }
 
 // New returns a Throttler that holds at most maxTotal requests across all backends, and as many
 // for the backends of one namespace unless SetNamespaceShare says fewer.
 func New(src Source, maxTotal int) *Throttler {
-	return &Throttler{src: src, maxTotal: int64(maxTotal), maxNS: int64(maxTotal)}
+	return &Throttler{src: src, maxTotal: int64(maxTotal), maxNS: int64(maxTotal), draining: make(chan struct{})}
 }
+
+// Drain releases every waiter with ErrDraining and refuses new holds with it, for a resolver
+// whose drain timeout ran out: an answer now beats a connection cut by the exit. Ready
+// backends still pass.
+func (t *Throttler) Drain() { t.drainOnce.Do(func() { close(t.draining) }) }
 
 // SetNamespaceShare bounds the requests held for the backends of one namespace; call it before
 // the first Wait. Values above the global bound, or 0, mean the global bound.
@@ -153,12 +163,17 @@ func (t *Throttler) Total() int { return int(t.total.Load()) }
 // Wait returns once the backend is ready. held says whether the request had to wait. onHold,
 // if not nil, runs once the request is counted as held and before it blocks. A request is
 // refused at once when maxPending requests already wait for the backend or the global bound is
-// reached, globally or for the backend's namespace; it waits at most timeout and no longer than
-// ctx.
+// reached, globally or for the backend's namespace, and after Drain; it waits at most timeout,
+// no longer than ctx, and not past Drain.
 func (t *Throttler) Wait(ctx context.Context, key types.NamespacedName, maxPending int, timeout time.Duration, onHold func()) (held bool, err error) {
 	e := t.entry(key)
 	if e.ready.Load() {
 		return false, nil
+	}
+	select {
+	case <-t.draining:
+		return false, ErrDraining
+	default:
 	}
 	if t.total.Add(1) > t.maxTotal {
 		t.total.Add(-1)
@@ -194,5 +209,7 @@ func (t *Throttler) Wait(ctx context.Context, key types.NamespacedName, maxPendi
 		return true, ErrTimeout
 	case <-e.gone:
 		return true, ErrGone
+	case <-t.draining:
+		return true, ErrDraining
 	}
 }

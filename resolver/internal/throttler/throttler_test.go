@@ -214,3 +214,47 @@ func TestNoLostWakeup(t *testing.T) {
 		}
 	}
 }
+
+// Drain answers every waiter at once, whatever its target, and holds nothing afterwards; a
+// ready target still passes.
+func TestDrainReleasesWaiters(t *testing.T) {
+	th, s := newThrottler(10)
+	const n = 3
+	holds := make(chan struct{}, 2*n)
+	errs := make(chan error, 2*n)
+	for _, k := range []types.NamespacedName{a, b} {
+		for range n {
+			go func() {
+				held, err := th.Wait(context.Background(), k, n, time.Hour, func() { holds <- struct{}{} })
+				if !held {
+					err = errors.New("released without being held")
+				}
+				errs <- err
+			}()
+		}
+	}
+	waitHeld(t, th, a, 2*n, holds)
+	th.Drain()
+	for range 2 * n {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrDraining) {
+				t.Errorf("Wait after Drain = %v, want %v", err, ErrDraining)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Drain left requests held; total = %d", th.Total())
+		}
+	}
+	if got := th.Total(); got != 0 {
+		t.Errorf("Total after Drain = %d, want 0", got)
+	}
+	th.Drain() // a second call is harmless
+	held, err := th.Wait(context.Background(), a, n, time.Hour, func() { t.Error("held after Drain") })
+	if held || !errors.Is(err, ErrDraining) {
+		t.Errorf("Wait after Drain = %v, %v; want false, %v", held, err, ErrDraining)
+	}
+	s.set(th, b, true)
+	if held, err := th.Wait(context.Background(), b, n, time.Hour, nil); held || err != nil {
+		t.Errorf("Wait for a ready target after Drain = %v, %v; want false, nil", held, err)
+	}
+}
