@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
 
 // Errors about the caller, as the cause of a held request's end.
@@ -16,7 +18,7 @@ var (
 	// errClientLeft means the caller closed or reset its connection while its request was held.
 	errClientLeft = errors.New("the caller left while its request was held")
 	// errSlowBody means a request body arrived more slowly than the minimum rate.
-	errSlowBody = errors.New("request body arrived too slowly")
+	errSlowBody = proxy.ErrSlowBody
 )
 
 // heldBody reads a held request's body while the request waits. Go's HTTP/1.1 server notices a

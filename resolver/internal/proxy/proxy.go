@@ -117,6 +117,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, ErrSlowBody) {
+			// The caller is there but its body is not: the read deadline that caught it also
+			// cancelled the request, so this comes before the check for a caller that left.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "elasti: the request body arrived too slowly", http.StatusRequestTimeout)
+			return
+		}
 		if r.Context().Err() != nil {
 			// The caller is gone; nobody reads an answer.
 			w.WriteHeader(499)
@@ -134,6 +141,9 @@ func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 		http.Error(w, "elasti: the target did not answer", http.StatusBadGateway)
 	}
 }
+
+// ErrSlowBody fails a request body that arrives too slowly (the handler's minimum rate).
+var ErrSlowBody = errors.New("request body arrived too slowly")
 
 // ErrConnWait is a request that got no connection to its upstream within the Transport's
 // ConnWait: the upstream's connections were all busy (MaxConnsPerHost) or it could not be dialled.
