@@ -67,7 +67,7 @@ func TestKustomizeDefault(t *testing.T) {
 		"Deployment elasti-system/elasti-controller", "Deployment elasti-system/elasti-resolver",
 		"DestinationRule elasti-system/elasti-resolver",
 		"Namespace /elasti-system",
-		"PodDisruptionBudget elasti-system/elasti-resolver",
+		"PodDisruptionBudget elasti-system/elasti-controller", "PodDisruptionBudget elasti-system/elasti-resolver",
 		"Role elasti-system/elasti-controller", "Role elasti-system/elasti-resolver",
 		"RoleBinding elasti-system/elasti-controller", "RoleBinding elasti-system/elasti-resolver",
 		"Service elasti-system/elasti-controller", "Service elasti-system/elasti-resolver",
@@ -153,6 +153,7 @@ func TestKustomizeMatchesChart(t *testing.T) {
 		{"Deployment", "elasti-controller", []string{"spec", "template", "metadata", "annotations"}},
 		{"Deployment", "elasti-controller", []string{"spec", "template", "metadata", "labels"}},
 		{"Deployment", "elasti-controller", []string{"spec", "replicas"}},
+		{"Deployment", "elasti-controller", []string{"spec", "selector"}},
 		{"Deployment", "elasti-resolver", []string{"spec", "template", "spec"}},
 		{"Deployment", "elasti-resolver", []string{"spec", "template", "metadata", "annotations"}},
 		{"Deployment", "elasti-resolver", []string{"spec", "template", "metadata", "labels"}},
@@ -161,6 +162,7 @@ func TestKustomizeMatchesChart(t *testing.T) {
 		{"Service", "elasti-controller", []string{"spec"}},
 		{"Service", "elasti-resolver", []string{"spec"}},
 		{"Service", "elasti-resolver", []string{"metadata", "annotations"}},
+		{"PodDisruptionBudget", "elasti-controller", []string{"spec"}},
 		{"PodDisruptionBudget", "elasti-resolver", []string{"spec"}},
 		{"DestinationRule", "elasti-resolver", []string{"spec"}},
 	} {
@@ -206,7 +208,7 @@ func TestKustomizeSamplesAndBases(t *testing.T) {
 	}
 	for dir, kinds := range map[string][]string{
 		"crd": {"CustomResourceDefinition"}, "rbac": {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"},
-		"manager": {"Deployment", "Service"}, "resolver": {"Deployment", "DestinationRule", "PodDisruptionBudget", "Service"},
+		"manager": {"Deployment", "PodDisruptionBudget", "Service"}, "resolver": {"Deployment", "DestinationRule", "PodDisruptionBudget", "Service"},
 	} {
 		var got []string
 		for _, o := range kustomize(t, dir) {

@@ -28,3 +28,9 @@ securityContext:
 {{- range regexSplit "(?m)^---[ \\t]*$" . -1 }}{{ with fromYaml . }}{{ $docs = append $docs . }}{{ end }}{{ end -}}
 {{- toYaml $docs -}}
 {{- end -}}
+
+{{- /* A duration as the schema allows it (500ms, 4s, 1m), in milliseconds, for comparisons. */ -}}
+{{- define "elasti.milliseconds" -}}
+{{- $n := regexFind "^[0-9]+" . -}}
+{{- mul ($n | int64) (get (dict "ms" 1 "s" 1000 "m" 60000) (trimPrefix $n .)) -}}
+{{- end -}}

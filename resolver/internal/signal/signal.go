@@ -32,6 +32,11 @@ type Options struct {
 	Timeout time.Duration
 	// Backoff is the first retry delay, doubled up to MaxBackoff. Defaults 50ms and 5s.
 	Backoff, MaxBackoff time.Duration
+	// NotLeaderBackoff is the first retry delay after a replica that does not lead answered,
+	// doubled up to NotLeaderMaxBackoff. Defaults 10ms and 250ms: such an answer costs the
+	// replica nothing, and the retry's new connection may reach the leader, or one elected
+	// meanwhile.
+	NotLeaderBackoff, NotLeaderMaxBackoff time.Duration
 	// Interval is the shortest time between two signals for a target. Default wake.Interval.
 	Interval time.Duration
 	// Signals counts calls by kind and result; nil counts nothing.
@@ -64,6 +69,12 @@ func New(ctx context.Context, o Options) *Client {
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 5 * time.Second
 	}
+	if o.NotLeaderBackoff == 0 {
+		o.NotLeaderBackoff = 10 * time.Millisecond
+	}
+	if o.NotLeaderMaxBackoff == 0 {
+		o.NotLeaderMaxBackoff = 250 * time.Millisecond
+	}
 	if o.Interval == 0 {
 		o.Interval = wake.Interval
 	}
@@ -95,15 +106,27 @@ func (c *Client) Held(key types.NamespacedName, stillHeld func() bool) {
 }
 
 func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
-	backoff := c.o.Backoff
+	backoff, notLeader := c.o.Backoff, c.o.NotLeaderBackoff
+	var notLeaderSince time.Time
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		wait := c.o.Interval
-		if err := c.send(key, true); err != nil {
+		result, err := c.send(key, true)
+		switch {
+		case err == nil:
+			backoff, notLeader, notLeaderSince = c.o.Backoff, c.o.NotLeaderBackoff, time.Time{}
+		case result == metrics.ResultNotLeader:
+			// With several replicas this is the common case of a connection to a standby, or
+			// an election under way; the short backoff bounds how late the new leader hears.
+			wait, notLeader = notLeader, min(2*notLeader, c.o.NotLeaderMaxBackoff)
+			if notLeaderSince.IsZero() {
+				notLeaderSince = time.Now()
+			} else if time.Since(notLeaderSince) >= notLeaderPatience {
+				c.outage(err, key)
+			}
+		default:
 			wait, backoff = backoff, min(2*backoff, c.o.MaxBackoff)
-		} else {
-			backoff = c.o.Backoff
 		}
 		timer.Reset(wait)
 		select {
@@ -139,13 +162,17 @@ func (c *Client) Active(key types.NamespacedName) {
 	if now-prev < int64(c.o.Interval) || !last.CompareAndSwap(prev, now) {
 		return
 	}
-	go func() { _ = c.send(key, false) }()
+	go func() { _, _ = c.send(key, false) }()
 }
 
 // Forget drops the per-target state of a deleted ElastiService.
 func (c *Client) Forget(key types.NamespacedName) { c.active.Delete(key) }
 
-func (c *Client) send(key types.NamespacedName, held bool) error {
+// notLeaderPatience is how long the held loop hears only "not the leader" before it logs an
+// outage: a moment of it is a standby answering, or an election.
+const notLeaderPatience = 10 * time.Second
+
+func (c *Client) send(key types.NamespacedName, held bool) (string, error) {
 	kind := "active"
 	if held {
 		kind = "held"
@@ -159,15 +186,22 @@ func (c *Client) send(key types.NamespacedName, held bool) error {
 		if c.down.CompareAndSwap(true, false) {
 			c.o.Log.Info("controller reachable again")
 		}
-	case result == metrics.ResultUnreachable || result == metrics.ResultNotLeader:
-		if c.down.CompareAndSwap(false, true) {
-			c.o.Log.Error(err, "cannot signal the controller; held requests keep waiting until their hold timeout",
-				"elastiservice", key.String())
-		}
+	case result == metrics.ResultUnreachable:
+		c.outage(err, key)
+	case result == metrics.ResultNotLeader:
+		// Logged by the held loop if it lasts; an active signal is sent again within a second.
 	default:
 		c.o.Log.Error(err, "controller refused an activity signal", "elastiservice", key.String())
 	}
-	return err
+	return result, err
+}
+
+// outage logs, once until a signal is accepted again, that no signal gets through.
+func (c *Client) outage(err error, key types.NamespacedName) {
+	if c.down.CompareAndSwap(false, true) {
+		c.o.Log.Error(err, "cannot signal the controller; held requests keep waiting until their hold timeout",
+			"elastiservice", key.String())
+	}
 }
 
 func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
@@ -188,17 +222,25 @@ func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
+		// Its peer may be gone (a crashed replica): the next call dials afresh, and kube-proxy
+		// picks a live replica, instead of trying another idle connection to the same pod.
+		c.tr.CloseIdleConnections()
 		return metrics.ResultUnreachable, err
+	}
+	if res.StatusCode == http.StatusServiceUnavailable {
+		// Not the leader (or it could not review the token). Closing the body unread makes the
+		// transport drop this connection, and closing the idle ones drops any other to the same
+		// replica, so that the retry's new connection may reach another: kube-proxy balances
+		// connections, not requests.
+		_ = res.Body.Close()
+		c.tr.CloseIdleConnections()
+		return metrics.ResultNotLeader, errors.New("controller answered 503: not the leader")
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 4096))
 	_ = res.Body.Close()
 	switch res.StatusCode {
 	case http.StatusAccepted, http.StatusOK, http.StatusNoContent:
 		return metrics.ResultAccepted, nil
-	case http.StatusServiceUnavailable:
-		// Not the leader (or not ready): a new connection may reach another replica.
-		c.tr.CloseIdleConnections()
-		return metrics.ResultNotLeader, errors.New("controller answered 503: not the leader")
 	}
 	return metrics.ResultRejected, fmt.Errorf("controller answered %s", res.Status)
 }

@@ -7,12 +7,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
@@ -169,6 +172,142 @@ func TestActiveAtMostOncePerInterval(t *testing.T) {
 	for _, s := range ctl.signals {
 		if s.Held {
 			t.Errorf("active signal %+v has Held set", s)
+		}
+	}
+}
+
+// replicas is a fake activity Service behind kube-proxy: it balances connections, not
+// requests, so every connection reaches one replica for its life. The first standbys
+// connections reach replicas that do not lead; the later ones reach the leader.
+type replicas struct {
+	standbys int
+	mu       sync.Mutex
+	conns    []string       // remote addresses, in the order the connections arrived
+	requests map[string]int // per connection
+	accepted chan string    // the connection the leader accepted a signal on
+}
+
+func (f *replicas) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	if _, ok := f.requests[r.RemoteAddr]; !ok {
+		f.conns = append(f.conns, r.RemoteAddr)
+	}
+	f.requests[r.RemoteAddr]++
+	standby := slices.Index(f.conns, r.RemoteAddr) < f.standbys
+	f.mu.Unlock()
+	if standby {
+		http.Error(w, "not the leader", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+	f.accepted <- r.RemoteAddr
+}
+
+// errorLogs counts the errors a client logs.
+func errorLogs() (logr.Logger, *atomic.Int32) {
+	var n atomic.Int32
+	return funcr.New(func(prefix, args string) {
+		if strings.Contains(args, `"error"`) {
+			n.Add(1)
+		}
+	}, funcr.Options{}), &n
+}
+
+// A standby's 503 is retried at once on a new connection, not after the backoff for an
+// unreachable controller, and not on a connection to the same standby.
+func TestNotLeaderRetriesOnNewConnection(t *testing.T) {
+	f := &replicas{standbys: 3, requests: map[string]int{}, accepted: make(chan string, 1)}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log, errs := errorLogs()
+	counts := metrics.New().WakeSignals
+	// Backoff an hour: only the not-leader backoff, at its defaults, may be used.
+	c := New(ctx, Options{ControllerURL: srv.URL, Backoff: time.Hour, MaxBackoff: time.Hour, Interval: time.Hour,
+		Signals: counts, Log: log})
+	start := time.Now()
+	var held atomic.Bool
+	held.Store(true)
+	c.Held(key, held.Load)
+	var leader string
+	select {
+	case leader = <-f.accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the signal never reached the leader")
+	}
+	took := time.Since(start)
+	held.Store(false)
+	t.Logf("reached the leader past %d standbys in %s", f.standbys, took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("the signal reached the leader after %s past %d standbys, want well under a second", took, f.standbys)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got, want := slices.Index(f.conns, leader), f.standbys; got != want {
+		t.Errorf("accepted on connection %d, want %d: every 503 should close its connection", got, want)
+	}
+	for _, conn := range f.conns[:f.standbys] {
+		if got := f.requests[conn]; got != 1 {
+			t.Errorf("a standby's connection carried %d signals, want 1", got)
+		}
+	}
+	waitCount(t, counts, "held", metrics.ResultNotLeader, float64(f.standbys))
+	if n := errs.Load(); n != 0 {
+		t.Errorf("logged %d errors; a standby's answer is routine", n)
+	}
+}
+
+// While no replica leads, a held target is signalled at least every NotLeaderMaxBackoff, so
+// that a new leader hears of it within that of its election.
+func TestNotLeaderBackoffIsShortAndBounded(t *testing.T) {
+	const gap = 1200 * time.Millisecond
+	var (
+		mu       sync.Mutex
+		attempts []time.Time
+	)
+	accepted := make(chan time.Time, 1)
+	start := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		mu.Lock()
+		attempts = append(attempts, now)
+		mu.Unlock()
+		if now.Sub(start) < gap {
+			http.Error(w, "not the leader", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		select {
+		case accepted <- now:
+		default:
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c := New(ctx, Options{ControllerURL: srv.URL, Backoff: time.Hour, MaxBackoff: time.Hour, Interval: time.Hour, Log: logr.Discard()})
+	var held atomic.Bool
+	held.Store(true)
+	c.Held(key, held.Load)
+	var at time.Time
+	select {
+	case at = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the signal was never accepted")
+	}
+	held.Store(false)
+	t.Logf("accepted %s after the election", (at.Sub(start) - gap).Round(time.Millisecond))
+	// Generous slack for a loaded machine; the old doubling to 5 s left 800 ms between tries.
+	const slack = 250 * time.Millisecond
+	if late := at.Sub(start) - gap; late > c.o.NotLeaderMaxBackoff+slack {
+		t.Errorf("accepted %s after the election, want within %s", late, c.o.NotLeaderMaxBackoff+slack)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(attempts); i++ {
+		if d := attempts[i].Sub(attempts[i-1]); d > c.o.NotLeaderMaxBackoff+slack {
+			t.Errorf("attempt %d came %s after the one before, want at most %s", i, d, c.o.NotLeaderMaxBackoff+slack)
 		}
 	}
 }
