@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -14,6 +16,9 @@ const (
 	// ModeProxy sends callers to the resolver, which holds requests while the target wakes.
 	ModeProxy Mode = "Proxy"
 )
+
+// DefaultWakeTimeout is spec.wakeTimeout's default, for objects stored before the field existed.
+const DefaultWakeTimeout = 5 * time.Minute
 
 // ElastiServiceSpec says which Service may scale to zero, which workload backs it, and when it is idle.
 type ElastiServiceSpec struct {
@@ -42,6 +47,15 @@ type ElastiServiceSpec struct {
 	// +kubebuilder:validation:Maximum=604800
 	// +optional
 	CooldownPeriod int32 `json:"cooldownPeriod,omitempty"`
+
+	// WakeTimeout is how long a target woken from zero may take to have a ready endpoint, such
+	// as 5m. Past it the wake has failed: the Ready condition turns False with reason WakeFailed
+	// and a Warning event says why the pods are not ready. The target then goes back to zero once
+	// it has been idle for the cooldown, and the next request wakes it again.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('1h')",message="wakeTimeout must be between 10s and 1h"
+	// +optional
+	WakeTimeout *metav1.Duration `json:"wakeTimeout,omitempty"`
 
 	// Triggers report activity while the Service is in Serve mode, when elasti is not in the path.
 	// The target is idle only when every trigger is at or below its threshold.
@@ -256,6 +270,12 @@ type ElastiServiceStatus struct {
 	// LastScaledToZeroTime is the last time elasti scaled the target to zero.
 	// +optional
 	LastScaledToZeroTime *metav1.Time `json:"lastScaledToZeroTime,omitempty"`
+
+	// LastWakeFailureTime is the last time a wake did not reach a ready endpoint within
+	// spec.wakeTimeout. While it is later than modeSince (the target has not served since), the
+	// Ready condition stays False with reason WakeFailed.
+	// +optional
+	LastWakeFailureTime *metav1.Time `json:"lastWakeFailureTime,omitempty"`
 
 	// ModeSince is when the current mode was programmed.
 	// +optional

@@ -49,6 +49,22 @@ const (
 	ConditionTriggersHealthy = "TriggersHealthy"
 )
 
+// Reasons of the Ready condition that the controller's decision gives (controller/internal/decide).
+// Events of a transition reuse them.
+const (
+	ReasonActive          = "Active"
+	ReasonIdle            = "Idle"
+	ReasonDraining        = "Draining"
+	ReasonScaledToZero    = "ScaledToZero"
+	ReasonWaking          = "Waking"
+	ReasonWoken           = "Woken"
+	ReasonTargetNotReady  = "TargetNotReady"
+	ReasonNoResolverReady = "NoResolverReady"
+	// ReasonWakeFailed makes Ready False: the last wake did not reach a ready endpoint within
+	// spec.wakeTimeout, and the target has not served since.
+	ReasonWakeFailed = "WakeFailed"
+)
+
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.
 func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 

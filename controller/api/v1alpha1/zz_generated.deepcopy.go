@@ -87,6 +87,11 @@ func (in *ElastiServiceList) DeepCopyObject() runtime.Object {
 func (in *ElastiServiceSpec) DeepCopyInto(out *ElastiServiceSpec) {
 	*out = *in
 	out.ScaleTargetRef = in.ScaleTargetRef
+	if in.WakeTimeout != nil {
+		in, out := &in.WakeTimeout, &out.WakeTimeout
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Triggers != nil {
 		in, out := &in.Triggers, &out.Triggers
 		*out = make([]Trigger, len(*in))
@@ -141,6 +146,10 @@ func (in *ElastiServiceStatus) DeepCopyInto(out *ElastiServiceStatus) {
 	}
 	if in.LastScaledToZeroTime != nil {
 		in, out := &in.LastScaledToZeroTime, &out.LastScaledToZeroTime
+		*out = (*in).DeepCopy()
+	}
+	if in.LastWakeFailureTime != nil {
+		in, out := &in.LastWakeFailureTime, &out.LastWakeFailureTime
 		*out = (*in).DeepCopy()
 	}
 	if in.ModeSince != nil {

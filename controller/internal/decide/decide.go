@@ -4,12 +4,15 @@
 // The rules, in order of precedence:
 //
 //	no ready resolver             -> Serve, and wake the target if it is at zero (fail open)
+//	woken in this Proxy period    -> Proxy until the target is ready, then Serve, idle or not;
+//	                                 not ready within the wake timeout: WakeFailed, and once
+//	                                 idle, scale to zero (the routes are on the resolver already)
 //	idle past the cooldown        -> Proxy; once Proxy has been programmed for the drain delay,
 //	                                 scale to zero (make before break)
-//	woken in this Proxy period    -> Proxy until the target is ready, then Serve, idle or not
 //	active                        -> wake the target if it is at zero; Serve once it has ready
 //	                                 endpoints, Proxy until then
 //
+// A failed wake stays WakeFailed, at zero and through the next wake, until the target serves.
 // "Idle" needs healthy triggers: when a trigger cannot be read, nothing is idle.
 package decide
 
@@ -17,7 +20,16 @@ import (
 	"time"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/wake"
 )
+
+// HeldSilence is how long the controller must have heard no activity signal before it takes
+// it that the resolver holds no request for the target. The controller cannot ask; but the
+// resolver repeats its held signal every wake.Interval for as long as it holds one (each call
+// bounded by a 2 s timeout), and every signal is activity. So silence for a few intervals means
+// nothing is held, or that the controller cannot hear the resolver, and then nothing better is
+// known. It matters only where the cooldown is shorter.
+const HeldSilence = 5 * wake.Interval
 
 // Scale is what to do with the target's replica count.
 type Scale int
@@ -66,6 +78,10 @@ type Input struct {
 	// DrainDelay is how long Proxy mode must have been programmed before the target goes to
 	// zero, so that every caller's proxy has picked up the new routes.
 	DrainDelay time.Duration
+	// WakeTimeout is how long a wake may take to reach a ready endpoint before it has failed.
+	WakeTimeout time.Duration
+	// WakeFailedAt is when a wake was last found to have failed; zero if never.
+	WakeFailedAt time.Time
 }
 
 // Decision is what the controller should do.
@@ -78,12 +94,18 @@ type Decision struct {
 	RequeueAfter time.Duration
 	// Reason is a CamelCase word for conditions and events.
 	Reason string
+	// RecordWakeFailure is true when this pass finds that the latest wake did not reach a ready
+	// endpoint within WakeTimeout: record the time and say why, once per failed wake.
+	RecordWakeFailure bool
 }
+
+// Ready is the status of the Ready condition for d: False only while a wake has failed.
+func (d Decision) Ready() bool { return d.Reason != v1alpha1.ReasonWakeFailed }
 
 // Decide returns the Decision for in at time now.
 func Decide(in Input, now time.Time) Decision {
 	if !in.ResolverReady {
-		d := Decision{Mode: v1alpha1.ModeServe, Reason: "NoResolverReady"}
+		d := Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonNoResolverReady}
 		if in.Replicas == 0 {
 			d.Scale = ScaleUp
 		}
@@ -91,19 +113,46 @@ func Decide(in Input, now time.Time) Decision {
 	}
 
 	idleFor := now.Sub(in.LastActivity)
+	// Failure is recorded only in Proxy mode, and Serve is programmed only for a ready target
+	// (or no resolver), so a failure after the switch to Proxy means no wake has served since.
+	failed := in.Mode == v1alpha1.ModeProxy && in.WakeFailedAt.After(in.ModeSince)
 	if in.Mode == v1alpha1.ModeProxy && in.Replicas > 0 && in.WokeAt.After(in.ModeSince) {
-		// Woken in this Proxy period: finish the wake before judging idleness. Requests may
-		// be held for the target, and the resolver reports them as activity only as it
-		// replays them, so going back to zero before Serve could strand them.
-		if in.ReadyEndpoints == 0 {
-			return Decision{Mode: v1alpha1.ModeProxy, Reason: "Waking"}
+		if in.ReadyEndpoints > 0 {
+			return Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonWoken, RequeueAfter: max(in.Cooldown-idleFor, in.DrainDelay)}
 		}
-		return Decision{Mode: v1alpha1.ModeServe, Reason: "Woken", RequeueAfter: max(in.Cooldown-idleFor, in.DrainDelay)}
+		// Woken in this Proxy period: the wake has until WakeTimeout to finish before idleness
+		// is judged, so that a slow start is not cut short by a short cooldown.
+		if wakingFor := now.Sub(in.WokeAt); wakingFor < in.WakeTimeout {
+			d := Decision{Mode: v1alpha1.ModeProxy, Reason: v1alpha1.ReasonWaking, RequeueAfter: in.WakeTimeout - wakingFor}
+			if failed {
+				d.Reason = v1alpha1.ReasonWakeFailed // a retry; the failure stands until it serves
+			}
+			return d
+		}
+		// The wake failed. Routes have been on the resolver since before it, so the target may
+		// go to zero as soon as nothing is held for it and it is idle: make before break holds.
+		d := Decision{Mode: v1alpha1.ModeProxy, Reason: v1alpha1.ReasonWakeFailed, RecordWakeFailure: !in.WakeFailedAt.After(in.WokeAt)}
+		if !in.TriggersHealthy {
+			return d
+		}
+		if quiet := max(in.Cooldown, HeldSilence); idleFor < quiet {
+			d.RequeueAfter = quiet - idleFor
+			return d
+		}
+		if wait := in.ModeSince.Add(in.DrainDelay).Sub(now); wait > 0 {
+			d.RequeueAfter = wait
+			return d
+		}
+		d.Scale = ScaleToZero
+		return d
 	}
 	if in.TriggersHealthy && idleFor >= in.Cooldown {
-		d := Decision{Mode: v1alpha1.ModeProxy, Reason: "Idle"}
+		d := Decision{Mode: v1alpha1.ModeProxy, Reason: v1alpha1.ReasonIdle}
 		if in.Replicas == 0 {
-			d.Reason = "ScaledToZero"
+			d.Reason = v1alpha1.ReasonScaledToZero
+			if failed {
+				d.Reason = v1alpha1.ReasonWakeFailed
+			}
 			return d
 		}
 		if in.Mode != v1alpha1.ModeProxy || in.ModeSince.IsZero() {
@@ -112,7 +161,7 @@ func Decide(in Input, now time.Time) Decision {
 			return d
 		}
 		if wait := in.ModeSince.Add(in.DrainDelay).Sub(now); wait > 0 {
-			d.Reason = "Draining"
+			d.Reason = v1alpha1.ReasonDraining
 			d.RequeueAfter = wait
 			return d
 		}
@@ -120,7 +169,7 @@ func Decide(in Input, now time.Time) Decision {
 		return d
 	}
 
-	d := Decision{Mode: v1alpha1.ModeServe, Reason: "Active"}
+	d := Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonActive}
 	if in.TriggersHealthy {
 		d.RequeueAfter = in.Cooldown - idleFor
 	}
@@ -130,7 +179,10 @@ func Decide(in Input, now time.Time) Decision {
 	if in.ReadyEndpoints == 0 {
 		// Not ready is not reachable: keep callers on the resolver, which holds them.
 		d.Mode = v1alpha1.ModeProxy
-		d.Reason = "TargetNotReady"
+		d.Reason = v1alpha1.ReasonTargetNotReady
+		if failed {
+			d.Reason = v1alpha1.ReasonWakeFailed // waking again after a failed wake
+		}
 	}
 	return d
 }

@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
@@ -177,8 +178,8 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 	return nil
 }
 
-func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, action decide.Scale, now time.Time) error {
-	switch action {
+func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, now time.Time) error {
+	switch d.Scale {
 	case decide.ScaleToZero:
 		if err := r.Scaler.PauseAutoscaler(ctx, es.Namespace, es.Spec.Autoscaler); err != nil {
 			return err
@@ -189,8 +190,12 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, acti
 		es.Status.TargetReplicas = 0
 		es.Status.LastScaledToZeroTime = &metav1.Time{Time: now}
 		scaleEvents.WithLabelValues(es.Namespace, es.Name, "to_zero").Inc()
-		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ScaledToZero", "Scale",
-			"scaled %s %s to zero after %ds idle", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.CooldownPeriod)
+		why := "idle"
+		if d.Reason == v1alpha1.ReasonWakeFailed {
+			why = "idle since a wake that failed"
+		}
+		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, v1alpha1.ReasonScaledToZero, "Scale",
+			"scaled %s %s to zero after %ds %s", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.CooldownPeriod, why)
 	case decide.ScaleUp:
 		if err := r.wake(ctx, es); err != nil {
 			return err
@@ -202,6 +207,31 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, acti
 			"scaled %s %s from zero to %d", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
 	}
 	return nil
+}
+
+// recordWakeFailure notes that the latest wake had no ready endpoint within spec.wakeTimeout,
+// and says why in the Ready condition and a Warning event, from the pods' status where they can
+// be read. Reading them is best effort: a failure to is logged, never a reason to retry.
+func (r *Reconciler) recordWakeFailure(ctx context.Context, es *v1alpha1.ElastiService, obs *observed, now time.Time) {
+	var pods []corev1.Pod
+	if r.pods != nil && obs.public != nil {
+		var list corev1.PodList
+		// Bounded: the cause groups pods, so a few dozen say as much as thousands.
+		if err := r.pods.List(ctx, &list, client.InNamespace(es.Namespace),
+			client.MatchingLabels(obs.public.Spec.Selector), client.Limit(50)); err != nil {
+			log.FromContext(ctx).Error(err, "listing the target's pods to say why its wake failed")
+		} else {
+			pods = list.Items
+		}
+	}
+	cause := decide.WakeFailureCause(obs.scale.Spec, obs.scale.Status, pods)
+	timeout := wakeTimeout(es)
+	es.Status.LastWakeFailureTime = &metav1.Time{Time: now}
+	wakeFailures.WithLabelValues(es.Namespace, es.Name).Inc()
+	r.setCondition(es, v1alpha1.ConditionReady, false, v1alpha1.ReasonWakeFailed,
+		fmt.Sprintf("no ready endpoint %s after the wake: %s; %s", timeout, cause, wakeFailedNext(es)))
+	r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, v1alpha1.ReasonWakeFailed, "Wake",
+		"%s %s had no ready endpoint %s after the wake: %s", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, timeout, cause)
 }
 
 func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error {
@@ -237,10 +267,13 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 			"restoring %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
 	}
 	if targetExists {
-		ready, err := r.readyEndpoints(ctx, es.Namespace, names.PrivateService(es.Spec.Service))
+		// The target's own endpoints, not the private Service's: that is deleted below, and a
+		// retry after a failed update must not wait for it to come back.
+		addrs, err := r.readyAddresses(ctx, es.Namespace, es.Spec.Service, notElastis)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
+		ready := len(addrs)
 		resolvers, err := r.resolverAddresses(ctx)
 		if err != nil {
 			return ctrl.Result{}, err
@@ -261,6 +294,13 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	if err := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); err != nil {
 		return ctrl.Result{}, err
 	}
+	// Make-before-break applies to removal too: kube-proxy and callers' sidecars follow the
+	// routes a moment later, and until then their requests still reach the resolver, which
+	// serves them only while this ElastiService and its private Service exist. So both stay
+	// for the drain delay after the routes went back to the target.
+	if wait, err := r.drainBeforeRemoval(ctx, es); err != nil || wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, err
+	}
 	if err := r.deleteAll(ctx,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}}); err != nil {
 		return ctrl.Result{}, err
@@ -272,6 +312,23 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	}
 	controllerutil.RemoveFinalizer(es, v1alpha1.Finalizer)
 	return ctrl.Result{}, r.Update(ctx, es)
+}
+
+// drainBeforeRemoval records the switch to Serve of an ElastiService being deleted, and says how
+// much of the drain delay since then is left.
+func (r *Reconciler) drainBeforeRemoval(ctx context.Context, es *v1alpha1.ElastiService) (time.Duration, error) {
+	now := r.now()
+	if es.Status.Mode != v1alpha1.ModeServe || es.Status.ModeSince == nil {
+		before := es.DeepCopy()
+		r.setMode(es, v1alpha1.ModeServe, now)
+		es.Status.Routes = nil
+		if err := r.Status().Patch(ctx, es, client.MergeFrom(before)); err != nil {
+			return 0, fmt.Errorf("recording Serve mode before removal: %w", err)
+		}
+		return r.DrainDelay, nil
+	}
+	// ModeSince has whole seconds: round up, so that the wait is never shorter than the delay.
+	return es.Status.ModeSince.Add(r.DrainDelay + time.Second).Sub(now), nil
 }
 
 func (r *Reconciler) deleteAll(ctx context.Context, objs ...client.Object) error {

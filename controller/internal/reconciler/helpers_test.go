@@ -74,8 +74,11 @@ func setResolverReady(ready bool) {
 	setEndpoints(resolverNS, resolverSvc, n)
 }
 
+// setTargetReady gives the target n ready pods, as the EndpointSlice controller would show them
+// in both Services that select them: the public one and elasti's private one.
 func setTargetReady(namespace string, n int) {
 	setEndpoints(namespace, names.PrivateService("target"), n)
+	setEndpoints(namespace, "target", n)
 }
 
 // fixture is a Deployment, its Service, a DestinationRule with two subsets, a VirtualService

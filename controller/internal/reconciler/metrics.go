@@ -24,6 +24,10 @@ var (
 		Help:    "Time from a scale-up from zero to the switch back to Serve mode.",
 		Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300},
 	}, []string{"namespace", "name"})
+	wakeFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "elasti_controller_wake_failures_total",
+		Help: "Wakes from zero that had no ready endpoint within spec.wakeTimeout.",
+	}, []string{"namespace", "name"})
 	routeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "elasti_controller_route_writes_total",
 		Help: "Writes to routing objects, by kind (VirtualService, EndpointSlice, Service, DestinationRule).",
@@ -32,7 +36,7 @@ var (
 
 // Collectors returns the reconciler's metrics, for registration.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{modeGauge, scaleEvents, wakeSeconds, routeWrites}
+	return []prometheus.Collector{modeGauge, scaleEvents, wakeSeconds, wakeFailures, routeWrites}
 }
 
 func observeMode(es *v1alpha1.ElastiService) {
@@ -56,4 +60,5 @@ func forgetMetrics(namespace, name string) {
 	modeGauge.DeletePartialMatch(labels)
 	scaleEvents.DeletePartialMatch(labels)
 	wakeSeconds.DeletePartialMatch(labels)
+	wakeFailures.DeletePartialMatch(labels)
 }

@@ -39,6 +39,7 @@ import (
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
@@ -89,10 +90,18 @@ type Reconciler struct {
 	Triggers func(context.Context, *v1alpha1.ElastiService, time.Duration) triggers.Result
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	// pods reads the pods of a target whose wake failed straight from the API server: a cache
+	// would watch every pod in the cluster to answer a question asked once per failed wake.
+	// SetupWithManager sets it; without it a failure names only what /scale says.
+	pods client.Reader
 }
 
 // SetupWithManager registers the indexes, watches and the controller.
 func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if r.pods == nil {
+		r.pods = mgr.GetAPIReader()
+	}
 	if err := r.setupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("indexing ElastiServices: %w", err)
 	}
@@ -204,10 +213,13 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		TriggersHealthy: obs.triggers.Err == nil,
 		Cooldown:        time.Duration(es.Spec.CooldownPeriod) * time.Second,
 		DrainDelay:      r.DrainDelay,
+		WakeTimeout:     wakeTimeout(es),
+		WakeFailedAt:    timeOf(es.Status.LastWakeFailureTime),
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
 		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs),
-		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime))
+		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime),
+		"wakeFailedAt", timeOf(es.Status.LastWakeFailureTime))
 
 	// 1. The private Service, and the replay routes on its host.
 	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
@@ -227,20 +239,23 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	if es.Status.Mode != d.Mode {
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ModeChanged", "Program",
 			"%s mode: %s", d.Mode, d.Reason)
-		if d.Mode == v1alpha1.ModeServe && d.Reason == "Woken" {
+		if d.Mode == v1alpha1.ModeServe && d.Reason == v1alpha1.ReasonWoken {
 			observeWake(es, now)
 		}
 		r.setMode(es, d.Mode, now)
 	}
 	observeMode(es)
-	// 3. Replicas.
-	if err := r.scale(ctx, es, d.Scale, now); err != nil {
+	// 3. Replicas. A failed wake is told before the scale-down it allows.
+	if d.RecordWakeFailure {
+		r.recordWakeFailure(ctx, es, obs, now)
+	}
+	if err := r.scale(ctx, es, d, now); err != nil {
 		r.setCondition(es, v1alpha1.ConditionReady, false, "ScaleFailed", err.Error())
 		return ctrl.Result{}, err
 	}
 	// 4. Status.
 	r.recordActivity(es, obs.lastActivity)
-	r.setCondition(es, v1alpha1.ConditionReady, true, d.Reason, readyMessage(d, es))
+	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, readyMessage(d, es))
 
 	after := d.RequeueAfter
 	if obs.triggers.Err != nil {
@@ -354,23 +369,32 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 }
 
 func (r *Reconciler) readyEndpoints(ctx context.Context, namespace, service string) (int32, error) {
-	addrs, err := r.readyAddresses(ctx, namespace, service)
+	addrs, err := r.readyAddresses(ctx, namespace, service, nil)
 	return int32(len(addrs)), err
 }
 
 func (r *Reconciler) resolverAddresses(ctx context.Context) ([]string, error) {
-	return r.readyAddresses(ctx, r.ResolverNamespace, r.ResolverService)
+	return r.readyAddresses(ctx, r.ResolverNamespace, r.ResolverService, nil)
 }
 
-// readyAddresses lists the ready, non-terminating addresses of a Service's EndpointSlices.
-func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service string) ([]string, error) {
+// notElastis keeps the EndpointSlices that elasti did not write: a public Service's own.
+func notElastis(s *discoveryv1.EndpointSlice) bool {
+	return s.Labels[discoveryv1.LabelManagedBy] != v1alpha1.EndpointSliceManager
+}
+
+// readyAddresses lists the ready, non-terminating addresses of a Service's EndpointSlices, of
+// the slices that keep says to keep (all when nil).
+func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service string, keep func(*discoveryv1.EndpointSlice) bool) ([]string, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := r.List(ctx, &slices, client.InNamespace(namespace),
 		client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", namespace, service, err)
 	}
 	var addrs []string
-	for _, s := range slices.Items {
+	for i, s := range slices.Items {
+		if keep != nil && !keep(&slices.Items[i]) {
+			continue
+		}
 		for _, ep := range s.Endpoints {
 			if (ep.Conditions.Ready == nil || *ep.Conditions.Ready) &&
 				(ep.Conditions.Terminating == nil || !*ep.Conditions.Terminating) {
@@ -465,23 +489,42 @@ func modeTarget(m v1alpha1.Mode) string {
 
 func readyMessage(d decide.Decision, es *v1alpha1.ElastiService) string {
 	switch d.Reason {
-	case "ScaledToZero":
+	case v1alpha1.ReasonScaledToZero:
 		return "the target is at zero; the resolver holds requests and wakes it"
-	case "Woken":
+	case v1alpha1.ReasonWoken:
 		return "woken from zero and ready; callers go straight to the target again"
-	case "Waking":
-		return "woken from zero; waiting for the target's endpoints to be ready"
-	case "Draining":
+	case v1alpha1.ReasonWaking:
+		return fmt.Sprintf("woken from zero; waiting up to %s for the target's endpoints to be ready", wakeTimeout(es))
+	case v1alpha1.ReasonWakeFailed:
+		// The message recordWakeFailure wrote names the pods' reason; it stands until the
+		// target serves, through the retries.
+		if c := meta.FindStatusCondition(es.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == v1alpha1.ReasonWakeFailed {
+			return c.Message
+		}
+		return fmt.Sprintf("the last wake had no ready endpoint within %s; %s", wakeTimeout(es), wakeFailedNext(es))
+	case v1alpha1.ReasonDraining:
 		return "idle; waiting for callers to follow the routes to the resolver before scaling to zero"
-	case "Idle":
+	case v1alpha1.ReasonIdle:
 		return fmt.Sprintf("idle for %ds; switching to the resolver before scaling to zero", es.Spec.CooldownPeriod)
-	case "TargetNotReady":
+	case v1alpha1.ReasonTargetNotReady:
 		return "the target has no ready endpoints; the resolver holds requests until it does"
-	case "NoResolverReady":
+	case v1alpha1.ReasonNoResolverReady:
 		return "no resolver is ready, so callers go straight to the target, which stays up"
 	default:
 		return "callers go straight to the target"
 	}
+}
+
+func wakeFailedNext(es *v1alpha1.ElastiService) string {
+	return fmt.Sprintf("it goes back to zero once idle for %ds, and the next request wakes it again", es.Spec.CooldownPeriod)
+}
+
+// wakeTimeout is spec.wakeTimeout, or its default for an object stored before the field existed.
+func wakeTimeout(es *v1alpha1.ElastiService) time.Duration {
+	if t := es.Spec.WakeTimeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return v1alpha1.DefaultWakeTimeout
 }
 
 func timeOf(t *metav1.Time) time.Time {

@@ -62,6 +62,7 @@ var _ = Describe("ElastiService validation", func() {
 		Expect(es.Spec.MinTargetReplicas).To(Equal(int32(1)))
 		Expect(es.Spec.CooldownPeriod).To(Equal(int32(900)))
 		Expect(es.Spec.Triggers[0].Metadata.Threshold).To(Equal("0"))
+		Expect(es.Spec.WakeTimeout).To(Equal(&metav1.Duration{Duration: v1alpha1.DefaultWakeTimeout}))
 	})
 
 	DescribeTable("rejects an invalid ElastiService with a message that names the field",
@@ -105,6 +106,12 @@ var _ = Describe("ElastiService validation", func() {
 		Entry("hold timeout too short", func(es *v1alpha1.ElastiService) {
 			es.Spec.Queue = &v1alpha1.QueueSettings{HoldTimeout: &metav1.Duration{Duration: time.Millisecond}}
 		}, "spec.queue.holdTimeout", "must be between 1s and 1h"),
+		Entry("wake timeout too short", func(es *v1alpha1.ElastiService) {
+			es.Spec.WakeTimeout = &metav1.Duration{Duration: 5 * time.Second}
+		}, "spec.wakeTimeout", "must be between 10s and 1h"),
+		Entry("wake timeout too long", func(es *v1alpha1.ElastiService) {
+			es.Spec.WakeTimeout = &metav1.Duration{Duration: 2 * time.Hour}
+		}, "spec.wakeTimeout", "must be between 10s and 1h"),
 		Entry("max pending zero", func(es *v1alpha1.ElastiService) {
 			es.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: new(int32)}
 		}, "spec.queue.maxPending", "greater than or equal to 1"),
@@ -264,6 +271,45 @@ var _ = Describe("Scaling to zero and back", func() {
 			err := k8s.Get(testCtx, client.ObjectKeyFromObject(obj), obj)
 			Expect(apierrors.IsNotFound(err)).To(BeTrue(), "%T %s still exists", obj, obj.GetName())
 		}
+	})
+
+	It("keeps the ElastiService and its private Service for the drain delay after the routes went back to the target", func() {
+		f := newFixture(1)
+		toZero(f)
+
+		Expect(k8s.Delete(testCtx, f.es)).To(Succeed())
+		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
+		setTargetReady(f.ns, 2)
+		// Callers' proxies follow the restored routes a moment later; until then the resolver
+		// still gets their requests and can serve them only through the private Service.
+		slice := &discoveryv1.EndpointSlice{ObjectMeta: objMeta(names.ResolverSlice("target", "ipv4"), f.ns)}
+		Eventually(func() bool {
+			return !pointsAtResolver(f.virtualService()) && apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(slice), slice))
+		}).WithTimeout(wait).WithPolling(10 * time.Millisecond).Should(BeTrue())
+		restored := time.Now()
+		es := &v1alpha1.ElastiService{}
+		Expect(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), es)).To(Succeed(), "the ElastiService went with the routes")
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}, &corev1.Service{})).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), &v1alpha1.ElastiService{}))
+		}).WithTimeout(wait).WithPolling(10 * time.Millisecond).Should(BeTrue())
+		Expect(time.Since(restored)).To(BeNumerically(">=", drainDelay*8/10), "removed before the drain delay")
+		Expect(apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}, &corev1.Service{}))).To(BeTrue())
+	})
+
+	It("finishes a deletion whose private Service is already gone without waiting for it", func() {
+		f := newFixture(300)
+		setTargetReady(f.ns, 2)
+		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+		// As after a pass that deleted it and then failed to remove the finalizer.
+		Expect(k8s.Delete(testCtx, &corev1.Service{ObjectMeta: objMeta(names.PrivateService("target"), f.ns)})).To(Succeed())
+		setEndpoints(f.ns, names.PrivateService("target"), 0)
+		start := time.Now()
+		Expect(k8s.Delete(testCtx, f.es)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), &v1alpha1.ElastiService{}))
+		}).WithTimeout(wait).Should(BeTrue())
+		Expect(time.Since(start)).To(BeNumerically("<", 4*time.Second))
 	})
 
 	It("fails open to Serve and wakes the target when no resolver is ready", func() {
