@@ -108,6 +108,10 @@ func (c *Client) Held(key types.NamespacedName, stillHeld func() bool) {
 func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
 	backoff, notLeader := c.o.Backoff, c.o.NotLeaderBackoff
 	var notLeaderSince time.Time
+	// A hold asks for a wake even when its caller leaves at once (one with a short timeout
+	// retries, and must find the target starting): the loop stops only once a signal got
+	// through, or after deliverPatience.
+	delivered, start := false, time.Now()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -116,6 +120,7 @@ func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
 		switch {
 		case err == nil:
 			backoff, notLeader, notLeaderSince = c.o.Backoff, c.o.NotLeaderBackoff, time.Time{}
+			delivered = true
 		case result == metrics.ResultNotLeader:
 			// With several replicas this is the common case of a connection to a standby, or
 			// an election under way; the short backoff bounds how late the new leader hears.
@@ -140,7 +145,7 @@ func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
 		// Deciding to stop under c.mu orders this against Held: a request held after this
 		// check finds no loop and starts one.
 		c.mu.Lock()
-		if !stillHeld() {
+		if !stillHeld() && (delivered || time.Since(start) >= deliverPatience) {
 			delete(c.held, key)
 			c.mu.Unlock()
 			return
@@ -167,6 +172,9 @@ func (c *Client) Active(key types.NamespacedName) {
 
 // Forget drops the per-target state of a deleted ElastiService.
 func (c *Client) Forget(key types.NamespacedName) { c.active.Delete(key) }
+
+// deliverPatience bounds how long a hold's wake signal is retried once nothing is held.
+const deliverPatience = 30 * time.Second
 
 // notLeaderPatience is how long the held loop hears only "not the leader" before it logs an
 // outage: a moment of it is a standby answering, or an election.

@@ -140,6 +140,17 @@ func TestHeldRetriesUntilAccepted(t *testing.T) {
 	waitCount(t, counts, "held", metrics.ResultRejected, 1)
 }
 
+// A caller that leaves at once (a short client timeout) still wakes the target, even when the
+// first signals reach a standby.
+func TestHeldSignalIsDeliveredAfterTheCallerLeft(t *testing.T) {
+	ctl := &controller{got: make(chan struct{}, 10), codes: []int{503, 503}}
+	c, counts := newClient(t, ctl, "")
+	c.Held(key, func() bool { return false })
+	ctl.wait(t, 3)
+	waitCount(t, counts, "held", metrics.ResultNotLeader, 2)
+	waitCount(t, counts, "held", metrics.ResultAccepted, 1)
+}
+
 func TestUnreachableControllerIsCounted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
