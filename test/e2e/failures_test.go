@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,21 +115,74 @@ func resolverPods() []corev1.Pod {
 	return out
 }
 
+// watchWake polls a's Deployment and pods every 50 ms from now on; the returned function says when
+// the Deployment was first seen scaled up and a pod first seen Ready (zero if not yet).
+func watchWake(a *app) func() (scaled, ready time.Time) {
+	var mu sync.Mutex
+	var scaled, ready time.Time
+	stop := make(chan struct{})
+	go func() {
+		defer GinkgoRecover()
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); {
+			d := &appsv1.Deployment{}
+			var pods corev1.PodList
+			now := time.Now()
+			if k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, d) == nil && ptr.Deref(d.Spec.Replicas, 0) > 0 {
+				mu.Lock()
+				if scaled.IsZero() {
+					scaled = now
+				}
+				mu.Unlock()
+			}
+			if k8s.List(ctx, &pods, client.InNamespace(a.ns)) == nil {
+				for _, p := range pods.Items {
+					for _, c := range p.Status.Conditions {
+						if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+							mu.Lock()
+							if ready.IsZero() {
+								ready = now
+							}
+							mu.Unlock()
+						}
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() (time.Time, time.Time) {
+		close(stop)
+		mu.Lock()
+		defer mu.Unlock()
+		return scaled, ready
+	}
+}
+
 // heldOn reads how many requests a resolver pod holds now, from its metrics endpoint.
 func heldOn(podIP string) (int, error) {
-	resp, err := http.Get("http://" + podIP + ":9090/metrics")
+	f, err := podMetric(podIP, "elasti_resolver_pending_requests")
+	return int(f), err
+}
+
+// podMetric reads an unlabelled metric from a resolver pod's metrics endpoint.
+func podMetric(podIP, name string) (float64, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(podIP, "9090") + "/metrics")
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
 	s := bufio.NewScanner(resp.Body)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "elasti_resolver_pending_requests "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int(f), err
+		if v, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("no elasti_resolver_pending_requests on %s", podIP)
+	return 0, fmt.Errorf("no %s on %s", name, podIP)
 }
 
 // scaleDeployment sets a Deployment's replicas.
@@ -341,6 +395,7 @@ var _ = Describe("Failures", Label("failures"), func() {
 			scaleDeployment(elastiNS, resolverName, resolverReplicas)
 			waitDeploymentReady(resolverName, resolverReplicas)
 		})
+		timeline := watchWake(a)
 		scaleDeployment(elastiNS, resolverName, 0)
 		gone := time.Now()
 		Eventually(func(g Gomega) {
@@ -366,18 +421,31 @@ var _ = Describe("Failures", Label("failures"), func() {
 			time.Sleep(100 * time.Millisecond)
 		}
 		Expect(ok).NotTo(BeEmpty(), "no request reached the target after it failed open")
+		first := time.Now()
+		scaled, ready := timeline()
+		Expect(scaled).NotTo(BeZero())
+		Expect(ready).NotTo(BeZero())
+		// The target's own start is from its scale-up to its pod's readiness; the rest is
+		// elasti's: noticing the resolvers are gone, and routing callers to the pod once ready.
+		own := ready.Sub(scaled)
+		elasti := first.Sub(gone) - own
+		GinkgoWriter.Printf("fail open: first 200 %s after the resolvers went: noticed and scaled up in %s, the target's own start %s, routed in %s; elasti's part %s\n",
+			first.Sub(gone).Round(10*time.Millisecond), scaled.Sub(gone).Round(10*time.Millisecond), own.Round(10*time.Millisecond),
+			first.Sub(ready).Round(10*time.Millisecond), elasti.Round(10*time.Millisecond))
+		Expect(elasti).To(BeNumerically("<=", 3*time.Second), "failing open took more than 3 s beyond the target's own start")
 		Expect(a.counts()).To(HaveKeyWithValue(ok, 1))
 		GinkgoWriter.Printf("fail-open scenario took %s\n", time.Since(begin).Round(100*time.Millisecond))
 	})
 
 	Context("when the controller restarts in the middle of a switch", func() {
+		// The leader goes; a standby, or the leader's replacement, takes over from the Lease.
 		restartController := func() {
 			GinkgoHelper()
-			var pods corev1.PodList
-			Expect(k8s.List(ctx, &pods, client.InNamespace(elastiNS), client.MatchingLabels{"app": controllerName})).To(Succeed())
-			Expect(pods.Items).To(HaveLen(1))
-			Expect(k8s.Delete(ctx, &pods.Items[0])).To(Succeed())
-			DeferCleanup(waitDeploymentReady, controllerName, int32(1))
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKey{Namespace: elastiNS, Name: controllerName}, d)).To(Succeed())
+			leader, _, _ := leadingPod()
+			Expect(k8s.Delete(ctx, leader)).To(Succeed())
+			DeferCleanup(waitDeploymentReady, controllerName, ptr.Deref(d.Spec.Replicas, 1))
 		}
 
 		It("converges to Serve with ready endpoints when restarted right after a wake", func() {

@@ -36,11 +36,15 @@ var _ = Describe("Chart uninstall", Label("uninstall"), func() {
 		Eventually(sidecar).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(
 			HaveEach(ConsistOf(HaveField("Cluster", resolverCluster))))
 
-		By("helm uninstall")
+		By("helm uninstall, under load")
 		DeferCleanup(installElasti)
+		stop := steadyLoad(a, "uninstall", 25*time.Millisecond, 6*time.Minute)
 		start := time.Now()
 		helm("uninstall", "elasti", "--namespace", "elasti-system", "--wait", "--timeout", "5m")
 		GinkgoWriter.Printf("helm uninstall, with its pre-delete hook, took %s\n", time.Since(start).Round(100*time.Millisecond))
+		// kube-proxy follows the resolver's removal a moment later: callers must not see it.
+		time.Sleep(10 * time.Second)
+		expectAllOK(a, "callers across helm uninstall", stop())
 
 		By("the ElastiService is gone, the target back at minTargetReplicas, the routes restored")
 		Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, &v1alpha1.ElastiService{}))).
