@@ -134,6 +134,7 @@ test-chart: $(HELM) $(KUSTOMIZE) ## helm lint, template tests for each values op
 E2E_BIN ?= $(CACHE)/bin/e2e.test
 # E2E_ARGS passes Ginkgo flags to the suite, e.g. E2E_ARGS='-ginkgo.label-filter=istio'.
 E2E_ARGS ?=
+E2E_TIMEOUT ?= 40m
 
 .PHONY: test-e2e
 test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cluster in its own network namespace (needs root).
@@ -141,8 +142,20 @@ test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cl
 	$(GO) test -c -tags e2e -o $(E2E_BIN) ./test/e2e
 	-$(CLUSTER) down >/dev/null 2>&1
 	$(CLUSTER) up
-	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout 40m -ginkgo.v $(E2E_ARGS) || status=$$?; \
+	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout $(E2E_TIMEOUT) -ginkgo.v $(E2E_ARGS) || status=$$?; \
 		$(CLUSTER) down; exit $$status
+
+CHAOS_DURATION ?= 5m
+SOAK_ROUNDS ?= 10
+
+.PHONY: chaos
+chaos: ## Chaos soak, not in make test: load through cycles to zero while resolvers, the leader, the API server and kube-proxy restart (CHAOS_DURATION=5m).
+	$(MAKE) test-e2e E2E_ARGS='-ginkgo.label-filter=chaos' E2E_TIMEOUT=90m E2E_CHAOS=1 E2E_CHAOS_DURATION=$(CHAOS_DURATION) \
+		E2E_CLUSTER_DIR=$(CLUSTER_DIR) E2E_CLUSTER_NETNS=$(CLUSTER_NETNS)
+
+.PHONY: soak
+soak: ## The tenant flood repeated from zero SOAK_ROUNDS times (10), with the resolver's memory checked each round.
+	$(MAKE) test-e2e E2E_ARGS='-ginkgo.label-filter=tenancy' E2E_SOAK_ROUNDS=$(SOAK_ROUNDS)
 
 .PHONY: test-smoke
 test-smoke: cluster-tools images ## The harness alone: its own cluster (netns elasti-smoke), a scale from zero, a route over xDS (needs root).

@@ -161,33 +161,7 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 
 		By("giving the target a ledger that outlives its pods, and a graceful shutdown")
-		ledger, err := os.MkdirTemp("", "elasti-ledger-")
-		Expect(err).NotTo(HaveOccurred())
-		DeferCleanup(os.RemoveAll, ledger)
-		Expect(os.Chmod(ledger, 0o777)).To(Succeed()) // the app runs as uid 65532
-		d := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, d)).To(Succeed())
-		spec := &d.Spec.Template.Spec
-		spec.TerminationGracePeriodSeconds = ptr.To[int64](15)
-		spec.Volumes = []corev1.Volume{{Name: "ledger", VolumeSource: corev1.VolumeSource{
-			HostPath: &corev1.HostPathVolumeSource{Path: ledger, Type: ptr.To(corev1.HostPathDirectory)}}}}
-		c := &spec.Containers[0]
-		c.Env = []corev1.EnvVar{{Name: "LEDGER", Value: "/ledger/ids"}, {Name: "SHUTDOWN_DELAY", Value: "5s"}}
-		c.VolumeMounts = []corev1.VolumeMount{{Name: "ledger", MountPath: "/ledger"}}
-		Expect(k8s.Update(ctx, d)).To(Succeed())
-		// Each probe on a fresh connection with a short timeout: a SYN sent while kube-proxy
-		// still pointed at the old pod is retransmitted to it, by conntrack, until it times out.
-		probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-		Eventually(func(g Gomega) {
-			var pods corev1.PodList
-			g.Expect(k8s.List(ctx, &pods, client.InNamespace(a.ns))).To(Succeed())
-			g.Expect(pods.Items).To(HaveLen(1))
-			g.Expect(pods.Items[0].Spec.Volumes).To(ContainElement(HaveField("Name", "ledger")))
-			req, _ := http.NewRequest(http.MethodGet, a.url+"/healthz", nil)
-			resp, err := a.do(probe, req)
-			g.Expect(err).NotTo(HaveOccurred())
-			resp.Body.Close()
-		}).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+		ledger := withLedger(a)
 
 		resolverIPs := map[string]bool{}
 		var pods corev1.PodList
@@ -276,7 +250,7 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		Expect(failed).To(BeEmpty(), "%d of %d requests failed", len(failed), len(samples))
 
 		By("every request executed exactly once, by the ledger the pods appended to")
-		executed := readLedger(filepath.Join(ledger, "ids"))
+		executed := readLedger(ledger)
 		var dup, missing []string
 		for _, s := range samples {
 			switch n := executed[s.id]; {
@@ -342,6 +316,40 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		GinkgoWriter.Printf("load scenario took %s\n", time.Since(begin).Round(100*time.Millisecond))
 	}, SpecTimeout(5*time.Minute))
 })
+
+// withLedger gives a's pods a ledger of executed request ids in a host directory, so that it
+// outlives them, and a graceful shutdown; it returns the ledger's path on the host.
+func withLedger(a *app) string {
+	GinkgoHelper()
+	ledger, err := os.MkdirTemp("", "elasti-ledger-")
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(os.RemoveAll, ledger)
+	Expect(os.Chmod(ledger, 0o777)).To(Succeed()) // the app runs as uid 65532
+	d := &appsv1.Deployment{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, d)).To(Succeed())
+	spec := &d.Spec.Template.Spec
+	spec.TerminationGracePeriodSeconds = ptr.To[int64](15)
+	spec.Volumes = []corev1.Volume{{Name: "ledger", VolumeSource: corev1.VolumeSource{
+		HostPath: &corev1.HostPathVolumeSource{Path: ledger, Type: ptr.To(corev1.HostPathDirectory)}}}}
+	c := &spec.Containers[0]
+	c.Env = []corev1.EnvVar{{Name: "LEDGER", Value: "/ledger/ids"}, {Name: "SHUTDOWN_DELAY", Value: "5s"}}
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "ledger", MountPath: "/ledger"}}
+	Expect(k8s.Update(ctx, d)).To(Succeed())
+	// Each probe on a fresh connection with a short timeout: a SYN sent while kube-proxy
+	// still pointed at the old pod is retransmitted to it, by conntrack, until it times out.
+	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	Eventually(func(g Gomega) {
+		var pods corev1.PodList
+		g.Expect(k8s.List(ctx, &pods, client.InNamespace(a.ns))).To(Succeed())
+		g.Expect(pods.Items).To(HaveLen(1))
+		g.Expect(pods.Items[0].Spec.Volumes).To(ContainElement(HaveField("Name", "ledger")))
+		req, _ := http.NewRequest(http.MethodGet, a.url+"/healthz", nil)
+		resp, err := a.do(probe, req)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+	}).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
+	return filepath.Join(ledger, "ids")
+}
 
 // send POSTs one request of the load (POST, so that the client never retries it by itself and a
 // failure shows) and records how it went.

@@ -154,7 +154,10 @@ func Status(o Options) (string, error) {
 	}
 	var b strings.Builder
 	for _, e := range entries {
-		name := strings.TrimSuffix(e.Name(), ".pid")
+		name, isPID := strings.CutSuffix(e.Name(), ".pid")
+		if !isPID {
+			continue // a recorded command
+		}
 		pid, ok := readPID(filepath.Join(o.pids(), e.Name()))
 		state := "stopped"
 		if ok && alive(pid) {

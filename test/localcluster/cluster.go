@@ -276,6 +276,9 @@ func (o Options) spawn(name string, cmd *exec.Cmd) error {
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
+	if err := o.recordCommand(name, cmd); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(o.pids(), name+".pid"), []byte(strconv.Itoa(pid)), 0o644)
 }
 

@@ -25,7 +25,7 @@ func Down(o Options) error {
 	names := slices.Clone(daemons)
 	if entries, err := os.ReadDir(o.pids()); err == nil {
 		for _, e := range entries {
-			if n := strings.TrimSuffix(e.Name(), ".pid"); !slices.Contains(names, n) && n != "containerd" {
+			if n, ok := strings.CutSuffix(e.Name(), ".pid"); ok && !slices.Contains(names, n) && n != "containerd" {
 				names = append(names, n)
 			}
 		}
@@ -89,7 +89,7 @@ func (o Options) stop(name string) error {
 		return os.Remove(path)
 	}
 	if syscall.Kill(pid, syscall.SIGTERM) == nil {
-		for i := 0; i < 20 && syscall.Kill(pid, 0) == nil; i++ {
+		for i := 0; i < 20 && running(pid); i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +72,41 @@ func TestStopLeavesForeignPIDsAlone(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("stop waited %s for a process it does not own", d)
+	}
+}
+
+// Restart ends a daemon by its recorded PID and starts the recorded command again.
+func TestRestartStartsTheRecordedCommandAgain(t *testing.T) {
+	o := Options{Dir: t.TempDir()}
+	for _, d := range []string{o.logs(), o.pids()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The run directory in the command line is how stop recognises a process as this cluster's.
+	if err := o.spawn("kube-proxy", exec.Command("sh", "-c", "sleep 30", o.run())); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := readPID(filepath.Join(o.pids(), "kube-proxy.pid"))
+	if !ok {
+		t.Fatal("no PID recorded")
+	}
+	t.Cleanup(func() { _ = o.stop("kube-proxy") })
+	if err := o.restart("kube-proxy"); err != nil {
+		t.Fatal(err)
+	}
+	second, ok := readPID(filepath.Join(o.pids(), "kube-proxy.pid"))
+	if !ok || second == first {
+		t.Fatalf("PID after the restart = %d (%v), before %d", second, ok, first)
+	}
+	if running(first) {
+		t.Errorf("the first process %d still runs", first)
+	}
+	if !running(second) || !mentions(second, o.run()) {
+		t.Errorf("the restarted process %d does not run the recorded command", second)
+	}
+	status, err := Status(o)
+	if err != nil || !strings.Contains(status, "running") || strings.Contains(status, ".cmd") {
+		t.Errorf("Status = %q, %v", status, err)
 	}
 }

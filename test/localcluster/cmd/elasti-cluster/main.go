@@ -53,7 +53,7 @@ func run() error {
 	defer stop()
 	args := flag.Args()
 	if len(args) == 0 {
-		return errors.New("usage: elasti-cluster [flags] up|down|status|kubeconfig|load-image TAR...|exec -- CMD...")
+		return errors.New("usage: elasti-cluster [flags] up|down|status|kubeconfig|load-image TAR...|restart DAEMON...|exec -- CMD...")
 	}
 	switch args[0] {
 	case "up":
@@ -83,6 +83,13 @@ func run() error {
 	case "load-image":
 		for _, tar := range args[1:] {
 			if err := c.LoadImage(ctx, tar); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "restart":
+		for _, name := range args[1:] {
+			if err := c.Restart(ctx, name); err != nil {
 				return err
 			}
 		}
