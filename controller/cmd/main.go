@@ -13,6 +13,7 @@ import (
 
 	"net/http"
 
+	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -91,11 +92,11 @@ func run() error {
 	// no replica compares its time with another's; LeaseDuration-RenewDeadline (1 s) is the
 	// margin in which a leader that could not renew has stopped before a standby may lead.
 	// The price: each replica reads the Lease every RetryPeriod and the leader writes it, a few
-	// requests a second, and a leader that cannot reach the API server for RenewDeadline exits
-	// and restarts. Where such outages are common, raise all three. A graceful stop waits for
+	// requests a second, and a leader that cannot reach the API server for RenewDeadline stops
+	// leading and stands by again (standBy). A graceful stop waits for
 	// none of this: LeaderElectionReleaseOnCancel hands the Lease over at once.
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 4*time.Second, "How long a standby waits, after it last saw the leader renew the Lease, before it takes over.")
-	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 3*time.Second, "How long the leader retries renewing the Lease before it gives up leading and exits; less than the lease duration.")
+	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 3*time.Second, "How long the leader retries renewing the Lease before it stops leading and stands by again; less than the lease duration.")
 	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", time.Second, "How often each replica tries to acquire or renew the Lease.")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; all when empty. With a list, Roles suffice instead of ClusterRoles.")
 	flag.StringVar(&o.resolverService, "resolver-service", "elasti-system/elasti-resolver", "namespace/name of the resolver's Service.")
@@ -163,32 +164,6 @@ func run() error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "elasti-controller.elasti.dev",
-		LeaderElectionNamespace:       o.leaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &o.leaseDuration,
-		RenewDeadline:                 &o.renewDeadline,
-		RetryPeriod:                   &o.retryPeriod,
-		GracefulShutdownTimeout:       ptrTo(20 * time.Second),
-	})
-	if err != nil {
-		return fmt.Errorf("creating manager: %w", err)
-	}
-
-	istio, err := hasKind(mgr.GetRESTMapper(), networkingv1.SchemeGroupVersion.WithKind("VirtualService").GroupKind())
-	if err != nil {
-		return err
-	}
-	if !istio {
-		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
-	}
-
 	// The route key is read once, straight from the API server (the role grants this one
 	// Secret, so a cache could not list Secrets); a changed key takes a restart, which re-signs
 	// every rewritten route on its first reconcile.
@@ -232,6 +207,59 @@ func run() error {
 		auth = &activity.TokenReviewer{Reviews: reviews.TokenReviews(), Users: strings.Split(o.activityUsers, ","),
 			Issuer: o.activityIssuer, Log: ctrl.Log.WithName("activity")}
 	}
+	ctx := ctrl.SetupSignalHandler()
+	sh := &shared{o: o, cfg: cfg, scheme: scheme, cacheOpts: cacheOpts, store: store, events: events, auth: auth,
+		signer: signer, resolverNS: resolverNS, resolverName: resolverName, allowedTriggers: allowedTriggers, log: log}
+	return standBy(ctx, log, func(term int) error { return lead(ctx, term, sh) })
+}
+
+// shared is what every term of lead uses: built once per process, and the activity the
+// resolver reported outlives a lost Lease.
+type shared struct {
+	o                        options
+	cfg                      *rest.Config
+	scheme                   *runtime.Scheme
+	cacheOpts                cache.Options
+	store                    *activity.Store
+	events                   chan event.GenericEvent
+	auth                     activity.Authenticator
+	signer                   *routesig.Signer
+	resolverNS, resolverName string
+	allowedTriggers          triggers.AllowList
+	log                      logr.Logger
+}
+
+// lead runs one manager: a candidate for the Lease, then (once elected) the leader, until ctx
+// ends or the Lease is lost.
+func lead(ctx context.Context, term int, sh *shared) error {
+	o, cfg, scheme, log := sh.o, sh.cfg, sh.scheme, sh.log
+	store, events, auth, signer, resolverNS, resolverName := sh.store, sh.events, sh.auth, sh.signer, sh.resolverNS, sh.resolverName
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Cache:                         sh.cacheOpts,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "elasti-controller.elasti.dev",
+		LeaderElectionNamespace:       o.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
+		GracefulShutdownTimeout:       ptrTo(20 * time.Second),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	istio, err := hasKind(mgr.GetRESTMapper(), networkingv1.SchemeGroupVersion.WithKind("VirtualService").GroupKind())
+	if err != nil {
+		return err
+	}
+	if !istio {
+		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
+	}
+
 	if err := mgr.Add(&activity.Server{Addr: o.activityAddr, Handler: &activity.Handler{
 		Store: store, Auth: auth, Elected: mgr.Elected(), Events: events, Log: ctrl.Log.WithName("activity"),
 	}}); err != nil {
@@ -254,13 +282,14 @@ func run() error {
 		Activity: store,
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,
-		Triggers: (&triggers.Evaluator{Allowed: allowedTriggers}).Evaluate,
+		Triggers: (&triggers.Evaluator{Allowed: sh.allowedTriggers}).Evaluate,
 	}
-	ctx := ctrl.SetupSignalHandler()
 	// A standby starts its watches before it leads, so that a new leader reconciles at once
 	// instead of first listing every Service and EndpointSlice it watches. It costs the standby
 	// the leader's memory.
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency, EnableWarmup: ptrTo(true)}); err != nil {
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: o.concurrency, EnableWarmup: ptrTo(true),
+		// A second term builds the same controller again in this process.
+		SkipNameValidation: ptrTo(term > 0)}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -276,6 +305,41 @@ func run() error {
 	}
 	return mgr.Start(ctx)
 }
+
+// errLeaseLost is how the manager says that its leader lost the Lease.
+const errLeaseLost = "leader election lost"
+
+// standBy runs one term of lead after another. A leader that cannot renew the Lease within
+// renewDeadline (an API server restarting, say) must stop acting at once, and its manager does;
+// but exiting would make the kubelet restart the container with a growing back-off, and a few
+// API server restarts in a row would leave both replicas in CrashLoopBackOff with nobody to wake
+// a target. So the process stays, and stands by again with a new manager. Its listeners close as
+// the old manager stops, so binding them is retried for a moment.
+func standBy(ctx context.Context, log logr.Logger, term func(n int) error) error {
+	var lost time.Time
+	for n := 0; ; n++ {
+		err := term(n)
+		switch {
+		case ctx.Err() != nil || err == nil:
+			return err
+		case err.Error() == errLeaseLost:
+			lost = time.Now()
+			log.Info("lost the leader Lease; standing by again")
+		case time.Since(lost) < rebindPatience:
+			log.Info("standing by again after a lost Lease failed; retrying", "error", err.Error())
+		default:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(rebindDelay):
+		}
+	}
+}
+
+// rebindDelay and rebindPatience pace a new term after a lost Lease.
+const rebindDelay, rebindPatience = 500 * time.Millisecond, 30 * time.Second
 
 // checkLeaderElection refuses the lease timings that client-go's leader election would refuse
 // only once the manager starts.

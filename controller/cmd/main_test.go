@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 )
 
 func TestCheckLeaderElection(t *testing.T) {
@@ -27,6 +31,36 @@ func TestCheckLeaderElection(t *testing.T) {
 				t.Errorf("got %v, want no error", err)
 			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 				t.Errorf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// A lost Lease starts a new term in the same process; so does a failed start soon after it
+// (the old manager's ports still bound); any other failure ends the process.
+func TestStandByAfterALostLease(t *testing.T) {
+	lost := errors.New(errLeaseLost)
+	bind := errors.New("listen tcp :8081: bind: address already in use")
+	for name, tc := range map[string]struct {
+		results []error
+		want    error
+		terms   int
+	}{
+		"lost twice, then stopped":         {results: []error{lost, lost, nil}, want: nil, terms: 3},
+		"lost, a failed rebind, then runs": {results: []error{lost, bind, nil}, want: nil, terms: 3},
+		"a failure without a lost Lease":   {results: []error{bind}, want: bind, terms: 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var terms []int
+			err := standBy(context.Background(), logr.Discard(), func(n int) error {
+				terms = append(terms, n)
+				return tc.results[n]
+			})
+			if !errors.Is(err, tc.want) {
+				t.Errorf("standBy = %v, want %v", err, tc.want)
+			}
+			if len(terms) != tc.terms || terms[len(terms)-1] != tc.terms-1 {
+				t.Errorf("terms = %v, want %d numbered from 0", terms, tc.terms)
 			}
 		})
 	}

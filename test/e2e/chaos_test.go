@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
@@ -182,7 +184,24 @@ var _ = Describe("Chaos", Label("chaos"), func() {
 				GinkgoWriter.Printf("  %s at +%s: %d %v\n", s.id, s.start.Sub(start).Round(time.Millisecond), s.code, s.err)
 			}
 		}
+		// A leader that lost its Lease to an API server restart stands by again in its process:
+		// only the kills restarted a controller container.
+		var restarts, kills int32
+		var pods corev1.PodList
+		Expect(k8s.List(ctx, &pods, client.InNamespace(elastiNS), client.MatchingLabels{"app": controllerName})).To(Succeed())
+		for _, p := range pods.Items {
+			for _, c := range p.Status.ContainerStatuses {
+				restarts += c.RestartCount
+			}
+		}
+		for _, x := range actions {
+			if strings.HasSuffix(x.what, "(killed)") {
+				kills++
+			}
+		}
+		GinkgoWriter.Printf("chaos: controller containers restarted %d times, %d of them killed on purpose\n", restarts, kills)
 		Expect(codes).To(BeEmpty(), "requests not answered 2xx")
+		Expect(restarts).To(BeNumerically("<=", kills), "a controller restarted on its own")
 		Expect(dup).To(BeEmpty(), "requests executed more than once")
 		Expect(missing).To(BeEmpty(), "requests answered 2xx but never executed")
 	}, SpecTimeout(2*time.Hour))
