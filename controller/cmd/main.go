@@ -74,7 +74,7 @@ type options struct {
 	qps                                  float64
 	burst                                int
 	uninstall                            bool
-	uninstallTimeout                     time.Duration
+	uninstallTimeout, uninstallSettle    time.Duration
 	routeKeySecret                       string
 }
 
@@ -116,6 +116,7 @@ func run() error {
 	flag.IntVar(&o.burst, "kube-api-burst", 200, "Burst of requests to the API server.")
 	flag.BoolVar(&o.uninstall, "uninstall", false, "Delete every ElastiService in the watched namespaces, wait until the running controller has finalized them, and exit. The chart's pre-delete hook runs this.")
 	flag.DurationVar(&o.uninstallTimeout, "uninstall-timeout", 4*time.Minute, "With --uninstall, how long to wait for the finalizers before failing.")
+	flag.DurationVar(&o.uninstallSettle, "uninstall-settle", 10*time.Second, "With --uninstall, how long to wait after the last ElastiService is gone, so that kube-proxy and sidecars follow the restored routes before helm deletes the resolver.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

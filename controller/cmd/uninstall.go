@@ -41,7 +41,19 @@ func runUninstall(o options, log logr.Logger) error {
 			namespaces = append(namespaces, ns)
 		}
 	}
-	return uninstall(ctrl.SetupSignalHandler(), c, namespaces, o.uninstallTimeout, log)
+	ctx := ctrl.SetupSignalHandler()
+	if err := uninstall(ctx, c, namespaces, o.uninstallTimeout, log); err != nil {
+		return err
+	}
+	// Make-before-break once more: kube-proxy and sidecars follow the restored routes with a
+	// lag, and helm deletes the resolver, which serves whatever still reaches it, only once this
+	// hook has ended.
+	log.Info("letting kube-proxy and sidecars follow the restored routes before the resolver goes", "settle", o.uninstallSettle)
+	select {
+	case <-ctx.Done():
+	case <-time.After(o.uninstallSettle):
+	}
+	return nil
 }
 
 // uninstall deletes every ElastiService in namespaces (all namespaces when empty) and waits until

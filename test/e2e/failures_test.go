@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -381,6 +382,55 @@ var _ = Describe("Failures", Label("failures"), func() {
 			routesIn(g, a, v1alpha1.ModeServe)
 		}).WithTimeout(time.Minute).WithPolling(250 * time.Millisecond).Should(Succeed())
 		GinkgoWriter.Printf("resolver pod deletion scenario took %s\n", time.Since(begin).Round(100*time.Millisecond))
+	})
+
+	It("answers a request still held when a stopping resolver's drain runs out with 503 and Retry-After, not a closed connection", func() {
+		a := deployApp(5)
+		DeferCleanup(removeApp, a)
+		a.toZero()
+		// Its pods run and never turn ready: the request stays held.
+		setReadiness(a, "/never-ready", 0)
+		DeferCleanup(setReadiness, a, "/healthz", int32(0))
+
+		By("giving the resolver a short drain")
+		DeferCleanup(installElasti) // the suite's values again, without the extra flag
+		helm("upgrade", "elasti", filepath.Join(repo, "charts", "elasti"), "--namespace", elastiNS, "--reuse-values",
+			"--set", "resolver.extraArgs={--drain-timeout=3s}", "--wait", "--timeout", "3m")
+		waitDeploymentReady(resolverName, resolverReplicas)
+		pod := resolverPods()[0]
+
+		type result struct {
+			code        int
+			retry, body string
+			err         error
+		}
+		done := make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+net.JoinHostPort(pod.Status.PodIP, "8012")+"/echo", nil)
+			req.Host = "shop." + a.ns
+			resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- result{code: resp.StatusCode, retry: resp.Header.Get("Retry-After"), body: string(body)}
+		}()
+		Eventually(func() (int, error) { return heldOn(pod.Status.PodIP) }).WithTimeout(30 * time.Second).
+			WithPolling(100 * time.Millisecond).Should(BeNumerically(">=", 1))
+
+		By("deleting the resolver pod that holds it")
+		deleted := time.Now()
+		Expect(k8s.Delete(ctx, &pod)).To(Succeed())
+		var r result
+		Eventually(done).WithTimeout(time.Minute).Should(Receive(&r))
+		GinkgoWriter.Printf("the held request got %d (Retry-After %q) %s after its resolver pod was deleted: %s\n",
+			r.code, r.retry, time.Since(deleted).Round(100*time.Millisecond), strings.TrimSpace(r.body))
+		Expect(r.err).NotTo(HaveOccurred(), "the caller got no status")
+		Expect(r.code).To(Equal(http.StatusServiceUnavailable))
+		Expect(r.retry).NotTo(BeEmpty())
+		Expect(r.body).To(ContainSubstring("shutting down"))
 	})
 
 	It("fails open when every resolver pod is gone: the target comes up and callers go straight to it", func() {

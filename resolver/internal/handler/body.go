@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
@@ -99,10 +100,11 @@ type minRateBody struct {
 	n     int64
 	rate  int64
 	grace time.Duration
+	slow  *atomic.Bool // tells the proxy's error handler (proxy.WithSlowBodyFlag)
 }
 
-func newMinRateBody(w http.ResponseWriter, body io.ReadCloser, rate int64, grace time.Duration) *minRateBody {
-	return &minRateBody{ReadCloser: body, rc: http.NewResponseController(w), start: time.Now(), rate: rate, grace: grace}
+func newMinRateBody(w http.ResponseWriter, body io.ReadCloser, rate int64, grace time.Duration, slow *atomic.Bool) *minRateBody {
+	return &minRateBody{ReadCloser: body, rc: http.NewResponseController(w), start: time.Now(), rate: rate, grace: grace, slow: slow}
 }
 
 func (b *minRateBody) Read(p []byte) (int, error) {
@@ -113,10 +115,12 @@ func (b *minRateBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.slow.Store(true)
 		return n, errSlowBody
 	}
 	if err == nil {
 		if el := time.Since(b.start); el > b.grace && float64(b.n) < float64(b.rate)*el.Seconds() {
+			b.slow.Store(true)
 			return n, errSlowBody
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
+	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
 
 // Upstream modes.
@@ -54,7 +55,9 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		closeConn(w, r)
 	}
 	if h.MinBodyRate > 0 && !req.BodyRead && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		r.Body = newMinRateBody(w, r.Body, h.MinBodyRate, h.BodyGrace)
+		ctx, slow := proxy.WithSlowBodyFlag(r.Context())
+		r = r.WithContext(ctx)
+		r.Body = newMinRateBody(w, r.Body, h.MinBodyRate, h.BodyGrace, slow)
 	}
 	u := &req.Upstream
 	u.H2C = wantsH2C(r, req.Port.Name)

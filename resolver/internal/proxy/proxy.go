@@ -117,7 +117,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 
 func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		if errors.Is(err, ErrSlowBody) {
+		if errors.Is(err, ErrSlowBody) || bodyTooSlow(r.Context()) {
 			// The caller is there but its body is not: the read deadline that caught it also
 			// cancelled the request, so this comes before the check for a caller that left.
 			w.Header().Set("Connection", "close")
@@ -144,6 +144,21 @@ func errorHandler(o Options) func(http.ResponseWriter, *http.Request, error) {
 
 // ErrSlowBody fails a request body that arrives too slowly (the handler's minimum rate).
 var ErrSlowBody = errors.New("request body arrived too slowly")
+
+type slowBodyKey struct{}
+
+// WithSlowBodyFlag returns ctx carrying a flag for the reader of the request's body to set when
+// the body came too slowly. The read deadline that catches a stalled body also cancels the
+// request, so the error the proxy sees may be the cancellation rather than ErrSlowBody.
+func WithSlowBodyFlag(ctx context.Context) (context.Context, *atomic.Bool) {
+	flag := &atomic.Bool{}
+	return context.WithValue(ctx, slowBodyKey{}, flag), flag
+}
+
+func bodyTooSlow(ctx context.Context) bool {
+	flag, _ := ctx.Value(slowBodyKey{}).(*atomic.Bool)
+	return flag != nil && flag.Load()
+}
 
 // ErrConnWait is a request that got no connection to its upstream within the Transport's
 // ConnWait: the upstream's connections were all busy (MaxConnsPerHost) or it could not be dialled.
