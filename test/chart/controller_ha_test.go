@@ -92,16 +92,21 @@ func TestControllerLeaseTimingsFromValues(t *testing.T) {
 	}
 }
 
-// The budget is rendered only where it lets a drain evict a replica.
-func TestControllerPodDisruptionBudget(t *testing.T) {
+// The budgets are rendered only where they let a drain evict a replica.
+func TestPodDisruptionBudgets(t *testing.T) {
 	tests := map[string]struct {
+		name             string
 		set              []string
 		wantMinAvailable string // empty: no budget
 	}{
-		"one replica":     {set: []string{"controller.replicas=1"}},
-		"disabled":        {set: []string{"controller.podDisruptionBudget.enabled=false"}},
-		"three replicas":  {set: []string{"controller.replicas=3", "controller.podDisruptionBudget.minAvailable=2"}, wantMinAvailable: "2"},
-		"blocking drains": {set: []string{"controller.replicas=2", "controller.podDisruptionBudget.minAvailable=2"}},
+		"controller: one replica":     {name: "elasti-controller", set: []string{"controller.replicas=1"}},
+		"controller: disabled":        {name: "elasti-controller", set: []string{"controller.podDisruptionBudget.enabled=false"}},
+		"controller: three replicas":  {name: "elasti-controller", set: []string{"controller.replicas=3", "controller.podDisruptionBudget.minAvailable=2"}, wantMinAvailable: "2"},
+		"controller: blocking drains": {name: "elasti-controller", set: []string{"controller.replicas=2", "controller.podDisruptionBudget.minAvailable=2"}},
+		"resolver: two replicas":      {name: "elasti-resolver", wantMinAvailable: "1"},
+		"resolver: one replica":       {name: "elasti-resolver", set: []string{"resolver.replicas=1"}},
+		"resolver: autoscaled from 3": {name: "elasti-resolver", set: []string{"resolver.replicas=1", "resolver.autoscaling.enabled=true", "resolver.autoscaling.minReplicas=3"}, wantMinAvailable: "1"},
+		"resolver: autoscaled from 1": {name: "elasti-resolver", set: []string{"resolver.autoscaling.enabled=true", "resolver.autoscaling.minReplicas=1"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -109,12 +114,12 @@ func TestControllerPodDisruptionBudget(t *testing.T) {
 			for _, s := range tc.set {
 				args = append(args, "--set", s)
 			}
-			pdb := find(render(t, args...), "PodDisruptionBudget", "elasti-controller")
+			pdb := find(render(t, args...), "PodDisruptionBudget", tc.name)
 			switch {
 			case tc.wantMinAvailable == "" && pdb != nil:
-				t.Errorf("a controller PodDisruptionBudget was rendered")
+				t.Errorf("a PodDisruptionBudget %s was rendered", tc.name)
 			case tc.wantMinAvailable != "" && pdb == nil:
-				t.Errorf("no controller PodDisruptionBudget")
+				t.Errorf("no PodDisruptionBudget %s", tc.name)
 			case pdb != nil:
 				if v, _, _ := unstructured.NestedFieldNoCopy(pdb.Object, "spec", "minAvailable"); fmt.Sprint(v) != tc.wantMinAvailable {
 					t.Errorf("minAvailable = %v, want %s", v, tc.wantMinAvailable)

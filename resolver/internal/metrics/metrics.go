@@ -28,6 +28,7 @@ const (
 	ResultAccepted    = "accepted"
 	ResultNotLeader   = "not_leader"
 	ResultRejected    = "rejected"
+	ResultRateLimited = "rate_limited"
 	ResultUnreachable = "unreachable"
 )
 

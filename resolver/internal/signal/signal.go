@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,7 +132,8 @@ func (c *Client) holdLoop(key types.NamespacedName, stillHeld func() bool) {
 				c.outage(err, key)
 			}
 		default:
-			wait, backoff = backoff, min(2*backoff, c.o.MaxBackoff)
+			// A 429 says how long to wait; retrying sooner only adds to the controller's load.
+			wait, backoff = max(backoff, retryAfter(err)), min(2*backoff, c.o.MaxBackoff)
 		}
 		timer.Reset(wait)
 		select {
@@ -198,10 +200,29 @@ func (c *Client) send(key types.NamespacedName, held bool) (string, error) {
 		c.outage(err, key)
 	case result == metrics.ResultNotLeader:
 		// Logged by the held loop if it lasts; an active signal is sent again within a second.
+	case result == metrics.ResultRateLimited:
+		c.outage(err, key)
 	default:
 		c.o.Log.Error(err, "controller refused an activity signal", "elastiservice", key.String())
 	}
 	return result, err
+}
+
+// rateLimited is a 429 from the controller, which asks for no signal before after.
+type rateLimited struct{ after time.Duration }
+
+func (e *rateLimited) Error() string {
+	return fmt.Sprintf("controller answered 429: too many signals from this address; retry after %s", e.after)
+}
+
+// retryAfter is how long a failed signal asks the held loop to wait at least: a 429's
+// Retry-After, else nothing.
+func retryAfter(err error) time.Duration {
+	var rl *rateLimited
+	if errors.As(err, &rl) {
+		return rl.after
+	}
+	return 0
 }
 
 // outage logs, once until a signal is accepted again, that no signal gets through.
@@ -249,6 +270,9 @@ func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
 	switch res.StatusCode {
 	case http.StatusAccepted, http.StatusOK, http.StatusNoContent:
 		return metrics.ResultAccepted, nil
+	case http.StatusTooManyRequests:
+		secs, _ := strconv.Atoi(res.Header.Get("Retry-After"))
+		return metrics.ResultRateLimited, &rateLimited{after: time.Duration(max(secs, 1)) * time.Second}
 	}
 	return metrics.ResultRejected, fmt.Errorf("controller answered %s", res.Status)
 }

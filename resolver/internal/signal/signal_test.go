@@ -30,6 +30,7 @@ type controller struct {
 	codes   []int
 	signals []wake.Signal
 	auth    []string
+	at      []time.Time
 	got     chan struct{}
 }
 
@@ -42,11 +43,15 @@ func (c *controller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	c.signals = append(c.signals, s)
 	c.auth = append(c.auth, r.Header.Get("Authorization"))
+	c.at = append(c.at, time.Now())
 	code := http.StatusAccepted
 	if len(c.codes) > 0 {
 		code, c.codes = c.codes[0], c.codes[1:]
 	}
 	c.mu.Unlock()
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.WriteHeader(code)
 	c.got <- struct{}{}
 }
@@ -149,6 +154,24 @@ func TestHeldSignalIsDeliveredAfterTheCallerLeft(t *testing.T) {
 	ctl.wait(t, 3)
 	waitCount(t, counts, "held", metrics.ResultNotLeader, 2)
 	waitCount(t, counts, "held", metrics.ResultAccepted, 1)
+}
+
+// A 429 (too many token reviews from this address) is retried no sooner than it asks.
+func TestRateLimitedSignalWaitsForRetryAfter(t *testing.T) {
+	ctl := &controller{got: make(chan struct{}, 10), codes: []int{http.StatusTooManyRequests}}
+	c, counts := newClient(t, ctl, "")
+	var held atomic.Bool
+	held.Store(true)
+	c.Held(key, held.Load)
+	ctl.wait(t, 2)
+	held.Store(false)
+	waitCount(t, counts, "held", metrics.ResultRateLimited, 1)
+	waitCount(t, counts, "held", metrics.ResultAccepted, 1)
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	if gap := ctl.at[1].Sub(ctl.at[0]); gap < 900*time.Millisecond {
+		t.Errorf("retried %v after a 429 with Retry-After: 1", gap)
+	}
 }
 
 func TestUnreachableControllerIsCounted(t *testing.T) {
