@@ -241,9 +241,6 @@ func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error
 	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, max(es.Spec.MinTargetReplicas, 1))
 }
 
-// finalizeWait bounds how long a deletion keeps callers on the resolver while the target wakes.
-const finalizeWait = 2 * time.Minute
-
 // finalize undoes everything before the ElastiService goes: the target back to
 // minTargetReplicas if it is at zero, routes back to the target once it has ready endpoints (or
 // at once when no resolver could hold requests meanwhile), and elasti's own objects removed. An
@@ -266,6 +263,8 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",
 			"restoring %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
 	}
+	in := decide.RemovalInput{TargetExists: targetExists, DeletedAt: es.DeletionTimestamp.Time,
+		Mode: es.Status.Mode, ModeSince: timeOf(es.Status.ModeSince), DrainDelay: r.DrainDelay}
 	if targetExists {
 		// The target's own endpoints, not the private Service's: that is deleted below, and a
 		// retry after a failed update must not wait for it to come back.
@@ -273,18 +272,18 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		ready := len(addrs)
 		resolvers, err := r.resolverAddresses(ctx)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if ready == 0 && len(resolvers) > 0 && r.now().Sub(es.DeletionTimestamp.Time) < finalizeWait {
-			// The resolver holds callers until the target is ready; the EndpointSlice watch
-			// brings us back here then.
-			return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
-		}
+		in.ReadyEndpoints, in.Resolvers = len(addrs), len(resolvers)
+	}
+	step, wait := decide.Removal(in, r.now())
+	if step == decide.RemovalAwaitTarget {
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
+	before := es.DeepCopy()
 	obs := &observed{}
 	if r.Istio {
 		if obs.virtualServices, err = r.virtualServicesFor(ctx, es); err != nil {
@@ -294,12 +293,17 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	if err := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); err != nil {
 		return ctrl.Result{}, err
 	}
-	// Make-before-break applies to removal too: kube-proxy and callers' sidecars follow the
-	// routes a moment later, and until then their requests still reach the resolver, which
-	// serves them only while this ElastiService and its private Service exist. So both stay
-	// for the drain delay after the routes went back to the target.
-	if wait, err := r.drainBeforeRemoval(ctx, es); err != nil || wait > 0 {
-		return ctrl.Result{RequeueAfter: wait}, err
+	if step == decide.RemovalDrain {
+		// Kube-proxy and callers' sidecars follow the routes a moment later, and their requests
+		// still reach the resolver, which serves them only while this ElastiService and its
+		// private Service exist: both stay for the drain delay.
+		r.setMode(es, v1alpha1.ModeServe, r.now())
+		if !equalStatus(&before.Status, &es.Status) {
+			if err := r.Status().Patch(ctx, es, client.MergeFrom(before)); err != nil {
+				return ctrl.Result{}, fmt.Errorf("recording Serve mode before removal: %w", err)
+			}
+		}
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	if err := r.deleteAll(ctx,
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}}); err != nil {
@@ -312,23 +316,6 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	}
 	controllerutil.RemoveFinalizer(es, v1alpha1.Finalizer)
 	return ctrl.Result{}, r.Update(ctx, es)
-}
-
-// drainBeforeRemoval records the switch to Serve of an ElastiService being deleted, and says how
-// much of the drain delay since then is left.
-func (r *Reconciler) drainBeforeRemoval(ctx context.Context, es *v1alpha1.ElastiService) (time.Duration, error) {
-	now := r.now()
-	if es.Status.Mode != v1alpha1.ModeServe || es.Status.ModeSince == nil {
-		before := es.DeepCopy()
-		r.setMode(es, v1alpha1.ModeServe, now)
-		es.Status.Routes = nil
-		if err := r.Status().Patch(ctx, es, client.MergeFrom(before)); err != nil {
-			return 0, fmt.Errorf("recording Serve mode before removal: %w", err)
-		}
-		return r.DrainDelay, nil
-	}
-	// ModeSince has whole seconds: round up, so that the wait is never shorter than the delay.
-	return es.Status.ModeSince.Add(r.DrainDelay + time.Second).Sub(now), nil
 }
 
 func (r *Reconciler) deleteAll(ctx context.Context, objs ...client.Object) error {

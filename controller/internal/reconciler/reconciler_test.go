@@ -290,6 +290,12 @@ var _ = Describe("Scaling to zero and back", func() {
 		es := &v1alpha1.ElastiService{}
 		Expect(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), es)).To(Succeed(), "the ElastiService went with the routes")
 		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}, &corev1.Service{})).To(Succeed())
+		// Meanwhile the status says what is true: Serve, no route on the resolver.
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), es)).To(Succeed())
+			g.Expect(es.Status.Mode).To(Equal(v1alpha1.ModeServe))
+			g.Expect(es.Status.Routes).To(BeEmpty())
+		}).WithTimeout(drainDelay).WithPolling(10 * time.Millisecond).Should(Succeed())
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(testCtx, client.ObjectKeyFromObject(f.es), &v1alpha1.ElastiService{}))
 		}).WithTimeout(wait).WithPolling(10 * time.Millisecond).Should(BeTrue())
