@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -60,36 +59,19 @@ var _ = Describe("Chaos", Label("chaos"), func() {
 		on := func() bool { return time.Since(start)%(burst+pause) < burst }
 		kept := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 10 * time.Minute}}
 		fresh := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
-		var mu sync.Mutex
-		var samples []sample
 		lctx, stopLoad := context.WithTimeout(sctx, duration+time.Minute)
 		defer stopLoad()
-		var wg sync.WaitGroup
 		start = time.Now()
-		for w := range workers {
+		waitLoad := tickLoad(lctx, workers, interval, func(w, seq int) (sample, bool) {
+			if !on() {
+				return sample{}, false
+			}
 			hc := kept
 			if w%2 == 1 {
 				hc = fresh
 			}
-			wg.Go(func() {
-				tick := time.NewTicker(interval)
-				defer tick.Stop()
-				for seq := 0; ; seq++ {
-					select {
-					case <-lctx.Done():
-						return
-					case <-tick.C:
-					}
-					if !on() {
-						continue
-					}
-					s := send(hc, a, fmt.Sprintf("chaos-%d-%06d", w, seq), nil)
-					mu.Lock()
-					samples = append(samples, s)
-					mu.Unlock()
-				}
-			})
-		}
+			return send(hc, a, fmt.Sprintf("chaos-%d-%06d", w, seq), nil), true
+		})
 		es := &v1alpha1.ElastiService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, es)).To(Succeed())
 		es.Spec.CooldownPeriod = 5
@@ -129,7 +111,7 @@ var _ = Describe("Chaos", Label("chaos"), func() {
 		}
 		time.Sleep(time.Until(deadline))
 		stopLoad()
-		wg.Wait()
+		samples := waitLoad()
 		stopWatch()
 		elapsed := time.Since(start)
 

@@ -179,28 +179,11 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		hc := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
 			MaxIdleConnsPerHost: loadWorkers, IdleConnTimeout: 5 * time.Minute}}
 		defer hc.CloseIdleConnections()
-		var mu sync.Mutex
-		var samples []sample
 		lctx, stopLoad := context.WithTimeout(sctx, loadMaxTime)
 		defer stopLoad()
-		var wg sync.WaitGroup
-		for w := range loadWorkers {
-			wg.Go(func() {
-				tick := time.NewTicker(loadInterval)
-				defer tick.Stop()
-				for seq := 0; ; seq++ {
-					select {
-					case <-lctx.Done():
-						return
-					case <-tick.C:
-					}
-					s := send(hc, a, fmt.Sprintf("load-%d-%05d", w, seq), resolverIPs)
-					mu.Lock()
-					samples = append(samples, s)
-					mu.Unlock()
-				}
-			})
-		}
+		waitLoad := tickLoad(lctx, loadWorkers, loadInterval, func(w, seq int) (sample, bool) {
+			return send(hc, a, fmt.Sprintf("load-%d-%05d", w, seq), resolverIPs), true
+		})
 		loadStart := time.Now()
 		// Only now may the target go idle; the first cycle starts after this cooldown.
 		es := &v1alpha1.ElastiService{}
@@ -218,7 +201,7 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 			return 0
 		}).WithContext(lctx).WithTimeout(loadMaxTime).WithPolling(250 * time.Millisecond).Should(BeNumerically(">=", loadCycles))
 		stopLoad()
-		wg.Wait()
+		samples := waitLoad()
 		stopWatch()
 		loadTime := time.Since(loadStart)
 
@@ -316,6 +299,38 @@ var _ = Describe("Load across the switch", Label("load"), func() {
 		GinkgoWriter.Printf("load scenario took %s\n", time.Since(begin).Round(100*time.Millisecond))
 	}, SpecTimeout(5*time.Minute))
 })
+
+// tickLoad starts workers that each call fire(worker, seq) every interval until ctx ends; the
+// returned function waits for them and returns what fire returned with true.
+func tickLoad[T any](ctx context.Context, workers int, interval time.Duration, fire func(w, seq int) (T, bool)) func() []T {
+	var mu sync.Mutex
+	var out []T
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for seq := 0; ; seq++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				if r, ok := fire(w, seq); ok {
+					mu.Lock()
+					out = append(out, r)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	return func() []T {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return out
+	}
+}
 
 // withLedger gives a's pods a ledger of executed request ids in a host directory, so that it
 // outlives them, and a graceful shutdown; it returns the ledger's path on the host.

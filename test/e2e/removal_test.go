@@ -3,8 +3,8 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -20,36 +20,13 @@ import (
 // kube-proxy chooses anew, from several callers at once, until the returned function is called
 // (or for at most max). The function returns every answer.
 func steadyLoad(a *app, prefix string, interval, max time.Duration) func() []answer {
-	var mu sync.Mutex
-	var out []answer
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	const callers = 4
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(interval)
-			defer t.Stop()
-			for i, deadline := 0, time.Now().Add(max); time.Now().Before(deadline); i++ {
-				r := getOnce(a, fmt.Sprintf("%s-%d-%04d", prefix, c, i))
-				mu.Lock()
-				out = append(out, r)
-				mu.Unlock()
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-			}
-		}()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), max)
+	wait := tickLoad(ctx, 4, interval, func(c, i int) (answer, bool) {
+		return getOnce(a, fmt.Sprintf("%s-%d-%04d", prefix, c, i)), true
+	})
 	return func() []answer {
-		close(stop)
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return out
+		cancel()
+		return wait()
 	}
 }
 
