@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,7 +24,19 @@ import (
 func steadyLoad(a *app, prefix string, interval, max time.Duration) func() []answer {
 	ctx, cancel := context.WithTimeout(context.Background(), max)
 	wait := tickLoad(ctx, 4, interval, func(c, i int) (answer, bool) {
-		return getOnce(a, fmt.Sprintf("%s-%d-%04d", prefix, c, i)), true
+		id := fmt.Sprintf("%s-%d-%04d", prefix, c, i)
+		r := getOnce(a, id)
+		// A connection that was never made sent nothing, and a mesh caller's sidecar retries it
+		// (Istio's default retry policy includes connect-failure); so does this caller, once,
+		// and says so. On the loaded CI machine about one connect in 2,000 fails with "no route
+		// to host" around these transitions.
+		var op *net.OpError
+		if errors.As(r.err, &op) && op.Op == "dial" {
+			GinkgoWriter.Printf("  %s: connect failed (%v); retried once\n", id, op.Err)
+			time.Sleep(100 * time.Millisecond)
+			r = getOnce(a, id)
+		}
+		return r, true
 	})
 	return func() []answer {
 		cancel()
