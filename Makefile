@@ -228,7 +228,7 @@ $(CLUSTER_BIN)/pilot-discovery:
 	mv $@.tmp $@
 
 # xdsprobe asks istiod for a sidecar's routes: the e2e tier's view of what elasti writes, with no Envoy.
-$(CLUSTER_BIN)/xdsprobe: test/tools/istio/xdsprobe/main.go
+$(CLUSTER_BIN)/xdsprobe: $(wildcard test/tools/istio/xdsprobe/*.go)
 	mkdir -p $(@D)
 	cd test/tools/istio && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./xdsprobe
 
