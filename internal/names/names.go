@@ -26,6 +26,14 @@ func ResolverSlice(service, family string) string {
 	return bounded(service, "elasti-"+family)
 }
 
+// ProxyService is the selectorless Service, in the target's namespace and with the target's
+// ports, whose endpoints are the resolver pods: rewritten routes send to it, so that a caller's
+// Sidecar scope and protocol choice for the target apply to it unchanged.
+func ProxyService(service string) string { return bounded(service, "elasti-proxy") }
+
+// ProxySlice is the EndpointSlice of ProxyService, one per IP family.
+func ProxySlice(service, family string) string { return bounded(service, "elasti-proxy-"+family) }
+
 // ServiceFQDN is the cluster-local DNS name of a Service.
 func ServiceFQDN(service, namespace, domain string) string {
 	return service + "." + namespace + ".svc." + domain

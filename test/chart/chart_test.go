@@ -151,6 +151,35 @@ func TestNoSidecarAndPodsUpstream(t *testing.T) {
 	}
 }
 
+// The resolver's sidecar must see every private Service whatever a root-namespace default
+// Sidecar restricts, and must keep the protocol a caller speaks: its port names none.
+func TestResolverIstioScopeAndProtocol(t *testing.T) {
+	if find(render(t), "Sidecar", "elasti-resolver") != nil {
+		t.Errorf("a Sidecar was rendered without Istio's API")
+	}
+	objs := render(t, "--api-versions", "networking.istio.io/v1/Sidecar", "--set-string", "resolver.podLabels.team=platform")
+	sc := find(objs, "Sidecar", "elasti-resolver")
+	if sc == nil {
+		t.Fatal("no resolver Sidecar with Istio's API present")
+	}
+	sel, _, _ := unstructured.NestedString(sc.Object, "spec", "workloadSelector", "labels", "app")
+	egress, _, _ := unstructured.NestedSlice(sc.Object, "spec", "egress")
+	if sel != "elasti-resolver" || fmt.Sprint(egress) != "[map[hosts:[*/*]]]" {
+		t.Errorf("Sidecar selects %q with egress %v, want the resolver's pods and every namespace", sel, egress)
+	}
+	if find(render(t, "--api-versions", "networking.istio.io/v1/Sidecar", "--set", "resolver.istio.sidecarScope=false"), "Sidecar", "elasti-resolver") != nil {
+		t.Errorf("resolver.istio.sidecarScope=false still rendered the Sidecar")
+	}
+	ports, _, _ := unstructured.NestedSlice(find(objs, "Service", "elasti-resolver").Object, "spec", "ports")
+	p := ports[0].(map[string]any)
+	if _, named := p["appProtocol"]; named || strings.HasPrefix(fmt.Sprint(p["name"]), "http") || fmt.Sprint(p["port"]) != "8012" {
+		t.Errorf("resolver port %v names a protocol; the resolver's sidecar would speak HTTP/1.1 to it", p)
+	}
+	if v, _, _ := unstructured.NestedString(find(objs, "Deployment", "elasti-resolver").Object, "spec", "template", "metadata", "labels", "team"); v != "platform" {
+		t.Errorf("resolver.podLabels not on the pods: team = %q", v)
+	}
+}
+
 func TestDestinationRuleNeedsIstio(t *testing.T) {
 	if find(render(t), "DestinationRule", "elasti-resolver") != nil {
 		t.Errorf("a DestinationRule was rendered without Istio's API")

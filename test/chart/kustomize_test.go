@@ -72,6 +72,7 @@ func TestKustomizeDefault(t *testing.T) {
 		"RoleBinding elasti-system/elasti-controller", "RoleBinding elasti-system/elasti-resolver",
 		"Service elasti-system/elasti-controller", "Service elasti-system/elasti-resolver",
 		"ServiceAccount elasti-system/elasti-controller", "ServiceAccount elasti-system/elasti-resolver",
+		"Sidecar elasti-system/elasti-resolver",
 	}
 	if diff := cmp.Diff(want, ids(objs)); diff != "" {
 		t.Errorf("kustomize build config/default (-want +got):\n%s", diff)
@@ -144,7 +145,7 @@ func TestKustomizeDefault(t *testing.T) {
 // DestinationRule agree with the chart's defaults in everything but labels.
 func TestKustomizeMatchesChart(t *testing.T) {
 	k := kustomize(t, "default")
-	h := render(t, "--api-versions", "networking.istio.io/v1/DestinationRule")
+	h := render(t, "--api-versions", "networking.istio.io/v1/DestinationRule", "--api-versions", "networking.istio.io/v1/Sidecar")
 	for _, c := range []struct {
 		kind, name string
 		path       []string
@@ -165,6 +166,7 @@ func TestKustomizeMatchesChart(t *testing.T) {
 		{"PodDisruptionBudget", "elasti-controller", []string{"spec"}},
 		{"PodDisruptionBudget", "elasti-resolver", []string{"spec"}},
 		{"DestinationRule", "elasti-resolver", []string{"spec"}},
+		{"Sidecar", "elasti-resolver", []string{"spec"}},
 	} {
 		ko, ho := find(k, c.kind, c.name), find(h, c.kind, c.name)
 		if ko == nil || ho == nil {
@@ -208,7 +210,7 @@ func TestKustomizeSamplesAndBases(t *testing.T) {
 	}
 	for dir, kinds := range map[string][]string{
 		"crd": {"CustomResourceDefinition"}, "rbac": {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount"},
-		"manager": {"Deployment", "PodDisruptionBudget", "Service"}, "resolver": {"Deployment", "DestinationRule", "PodDisruptionBudget", "Service"},
+		"manager": {"Deployment", "PodDisruptionBudget", "Service"}, "resolver": {"Deployment", "DestinationRule", "PodDisruptionBudget", "Service", "Sidecar"},
 	} {
 		var got []string
 		for _, o := range kustomize(t, dir) {

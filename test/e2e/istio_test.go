@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os/exec"
 	"slices"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -24,8 +25,11 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 )
 
-// resolverCluster is the Envoy cluster of the resolver's Service, the one rewritten routes send to.
-const resolverCluster = "outbound|8012||elasti-resolver.elasti-system.svc.cluster.local"
+// proxyCluster is the Envoy cluster of the proxy Service of Service shop in namespace ns on
+// port, the one rewritten routes send to: its endpoints are the resolver pods.
+func proxyCluster(ns string, port int) string {
+	return fmt.Sprintf("outbound|%d||shop-elasti-proxy.%s.svc.cluster.local", port, ns)
+}
 
 // xdsDest is one weighted destination of a route as istiod serves it, with the request headers
 // Envoy adds when a request takes it (the route's own headers for a lone destination).
@@ -97,7 +101,8 @@ func toResolver(weight uint32, target, subset string) gtypes.GomegaMatcher {
 		headers = And(headers, Not(HaveKey(v1alpha1.HeaderSubset)))
 		remove = ContainElement(v1alpha1.HeaderSubset)
 	}
-	return And(HaveField("Cluster", resolverCluster), HaveField("Weight", weight), HaveField("Headers", headers),
+	ns, _, _ := strings.Cut(target, "/")
+	return And(HaveField("Cluster", proxyCluster(ns, 80)), HaveField("Weight", weight), HaveField("Headers", headers),
 		HaveField("Remove", remove))
 }
 

@@ -22,6 +22,7 @@ import (
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,6 +90,7 @@ var _ = BeforeSuite(func() {
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
 	Expect(networkingv1.AddToScheme(scheme)).To(Succeed())
+	Expect(securityv1.AddToScheme(scheme)).To(Succeed())
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 	prom = startFakeProm()
@@ -109,12 +111,15 @@ func installElasti() {
 		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
 		// No Envoy can run here: the resolver has no sidecar and replays straight to pod IPs.
 		"--set", "resolver.istio.sidecar=false", "--set", "resolver.upstream=pods",
+		// The label injection gives a pod with a sidecar: istiod reads it into istio.tlsMode,
+		// which tells callers' proxies to use mTLS.
+		"--set-string", `resolver.podLabels.security\.istio\.io/tlsMode=istio`,
 		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug",
 		// Small enough that the tenant flood spec can exceed it, above what any other spec holds.
 		"--set", fmt.Sprintf("resolver.maxPendingPerNamespace=%d", namespaceShare))
 	// helm --wait sees the pods ready, but kube-proxy programs a reinstall's new ClusterIPs a
 	// moment later; until it has, a connection to them is refused.
-	for _, port := range []string{"elasti-system/elasti-resolver:http", "elasti-system/elasti-controller:http-activity"} {
+	for _, port := range []string{"elasti-system/elasti-resolver:proxy", "elasti-system/elasti-controller:http-activity"} {
 		Eventually(func() ([]string, error) { return fixture.KubeProxyTargets(port) }).
 			WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "kube-proxy never routed %s", port)
 	}

@@ -34,7 +34,7 @@ var _ = Describe("Chart uninstall", Label("uninstall"), func() {
 		host := "shop." + a.ns + ".svc.cluster.local"
 		sidecar := func() (map[string][]xdsDest, error) { return xdsRoutes(sctx, "80", host, "-namespace", a.ns) }
 		Eventually(sidecar).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(
-			HaveEach(ConsistOf(HaveField("Cluster", resolverCluster))))
+			HaveEach(ConsistOf(HaveField("Cluster", proxyCluster(a.ns, 80)))))
 
 		By("helm uninstall, under load")
 		DeferCleanup(installElasti)

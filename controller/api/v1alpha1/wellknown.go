@@ -79,5 +79,6 @@ const (
 	ComponentResolver       = "resolver"
 	ComponentPrivateService = "private-service"
 	ComponentResolverSlice  = "resolver-slice"
+	ComponentProxyService   = "proxy-service"
 	ComponentReplayRoute    = "replay-route"
 )

@@ -28,9 +28,6 @@ import (
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
-// annotationExportTo is Istio's per-Service visibility annotation.
-const annotationExportTo = "networking.istio.io/exportTo"
-
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
 	want, have := resources.PrivateService(es, public), &corev1.Service{}
 	// Every field that says where the resolver's replays go: a private Service edited into an
@@ -126,8 +123,8 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 	t := r.target(es)
 	var refs []v1alpha1.RouteRef
 	var exportTo []string
-	if obs.public != nil && obs.public.Annotations[annotationExportTo] != "" {
-		exportTo = strings.Split(obs.public.Annotations[annotationExportTo], ",")
+	if obs.public != nil && obs.public.Annotations[resources.AnnotationExportTo] != "" {
+		exportTo = strings.Split(obs.public.Annotations[resources.AnnotationExportTo], ",")
 	}
 	for _, vs := range obs.virtualServices {
 		edited := vs.DeepCopy()
@@ -156,13 +153,26 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 
 	var want []*discoveryv1.EndpointSlice
 	if mode == v1alpha1.ModeProxy && obs.public != nil {
-		want = resources.ResolverSlices(es, obs.public, obs.resolverAddrs, r.ResolverPort)
+		want = resources.ResolverSlices(es, obs.public, obs.resolvers, r.ResolverPort)
 	}
-	for _, name := range resources.ResolverSliceNames(es) {
+	slices, err := r.syncSlices(ctx, es, want, resources.ResolverSliceNames(es))
+	if err != nil {
+		return err
+	}
+	refs = append(refs, slices...)
+	es.Status.Routes = refs
+	return nil
+}
+
+// syncSlices makes elasti's EndpointSlices named names equal to want, deleting those not
+// wanted, and returns a reference to each that exists.
+func (r *Reconciler) syncSlices(ctx context.Context, es *v1alpha1.ElastiService, want []*discoveryv1.EndpointSlice, names []string) ([]v1alpha1.RouteRef, error) {
+	var refs []v1alpha1.RouteRef
+	for _, name := range names {
 		i := slices.IndexFunc(want, func(s *discoveryv1.EndpointSlice) bool { return s.Name == name })
 		if i < 0 {
 			if err := r.deleteAll(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: name}}); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
@@ -170,12 +180,38 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 		if err := r.upsert(ctx, w, have, func() bool {
 			return equality.Semantic.DeepEqual(have.Endpoints, w.Endpoints) && equality.Semantic.DeepEqual(have.Ports, w.Ports)
 		}, func() { have.Endpoints, have.Ports = w.Endpoints, w.Ports }); err != nil {
-			return err
+			return nil, err
 		}
 		refs = append(refs, v1alpha1.RouteRef{Kind: "EndpointSlice", Namespace: es.Namespace, Name: name})
 	}
-	es.Status.Routes = refs
-	return nil
+	return refs, nil
+}
+
+// ensureProxyService keeps the Service that rewritten routes name, and its slices listing the
+// resolver pods, in both modes: a route rewritten to it must never name a Service that is not
+// there yet, or is already gone.
+func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.ElastiService, obs *observed) error {
+	if obs.public == nil {
+		return nil
+	}
+	want, have := resources.ProxyService(es, obs.public, r.ResolverPort), &corev1.Service{}
+	if err := r.upsert(ctx, want, have, func() bool {
+		return have.Spec.Type == want.Spec.Type && len(have.Spec.Selector) == 0 && have.Spec.ExternalName == "" &&
+			len(have.Spec.ExternalIPs) == 0 && equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) &&
+			have.Annotations[resources.AnnotationExportTo] == want.Annotations[resources.AnnotationExportTo]
+	}, func() {
+		have.Spec.Type, have.Spec.Selector, have.Spec.ExternalName, have.Spec.ExternalIPs = want.Spec.Type, nil, "", nil
+		have.Spec.Ports = want.Spec.Ports
+		if e := want.Annotations[resources.AnnotationExportTo]; e != "" {
+			metav1.SetMetaDataAnnotation(&have.ObjectMeta, resources.AnnotationExportTo, e)
+		} else {
+			delete(have.Annotations, resources.AnnotationExportTo)
+		}
+	}); err != nil {
+		return err
+	}
+	_, err := r.syncSlices(ctx, es, resources.ProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es))
+	return err
 }
 
 func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, now time.Time) error {
@@ -272,7 +308,7 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		resolvers, err := r.resolverAddresses(ctx)
+		resolvers, err := r.resolverEndpoints(ctx)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -305,8 +341,14 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 		}
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
-	if err := r.deleteAll(ctx,
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}}); err != nil {
+	own := []client.Object{
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}},
+	}
+	for _, n := range resources.ProxySliceNames(es) {
+		own = append(own, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: n}})
+	}
+	if err := r.deleteAll(ctx, own...); err != nil {
 		return ctrl.Result{}, err
 	}
 	if r.Istio {

@@ -53,6 +53,7 @@ func setEndpoints(namespace, service string, n int) {
 		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
 			Addresses:  []string{fmt.Sprintf("10.244.0.%d", i+10)},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: namespace, Name: fmt.Sprintf("%s-%d", service, i)},
 		})
 	}
 	existing := &discoveryv1.EndpointSlice{}
@@ -170,7 +171,7 @@ func (f *fixture) status() v1alpha1.ElastiServiceStatus {
 func pointsAtResolver(vs *networkingv1.VirtualService) bool {
 	for _, r := range vs.Spec.GetHttp() {
 		for _, d := range r.GetRoute() {
-			if d.GetDestination().GetHost() != resolverSvc+"."+resolverNS+".svc.cluster.local" {
+			if d.GetDestination().GetHost() != names.ProxyService("target")+"."+vs.Namespace+".svc.cluster.local" {
 				return false
 			}
 		}

@@ -21,7 +21,8 @@ import (
 const (
 	// indexService is spec.service, the public Service's name.
 	indexService = "elasti.dev/service"
-	// indexPrivateService is the private Service's name.
+	// indexPrivateService holds the names of the Services elasti makes for an ElastiService:
+	// the private Service and the proxy Service.
 	indexPrivateService = "elasti.dev/private-service"
 	// indexFQDN is the public Service's cluster-local FQDN.
 	indexFQDN = "elasti.dev/fqdn"
@@ -39,8 +40,11 @@ func (r *Reconciler) setupIndexes(ctx context.Context, indexer client.FieldIndex
 		return func(o client.Object) []string { return []string{f(o.(*v1alpha1.ElastiService))} }
 	}
 	for name, fn := range map[string]client.IndexerFunc{
-		indexService:        one(func(es *v1alpha1.ElastiService) string { return es.Spec.Service }),
-		indexPrivateService: one(func(es *v1alpha1.ElastiService) string { return names.PrivateService(es.Spec.Service) }),
+		indexService: one(func(es *v1alpha1.ElastiService) string { return es.Spec.Service }),
+		indexPrivateService: func(o client.Object) []string {
+			svc := o.(*v1alpha1.ElastiService).Spec.Service
+			return []string{names.PrivateService(svc), names.ProxyService(svc)}
+		},
 		indexFQDN: one(func(es *v1alpha1.ElastiService) string {
 			return names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
 		}),

@@ -142,8 +142,8 @@ func (r *Reconciler) target(es *v1alpha1.ElastiService) routes.Target {
 		Service:      es.Spec.Service,
 		Namespace:    es.Namespace,
 		Domain:       r.ClusterDomain,
+		ProxyHost:    names.ServiceFQDN(names.ProxyService(es.Spec.Service), es.Namespace, r.ClusterDomain),
 		ResolverHost: names.ServiceFQDN(r.ResolverService, r.ResolverNamespace, r.ClusterDomain),
-		ResolverPort: uint32(r.ResolverPort),
 		Signer:       r.RouteSigner,
 	}
 }
@@ -207,7 +207,7 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		ModeSince:       timeOf(es.Status.ModeSince),
 		Replicas:        obs.scale.Spec,
 		ReadyEndpoints:  obs.ready,
-		ResolverReady:   len(obs.resolverAddrs) > 0,
+		ResolverReady:   len(obs.resolvers) > 0,
 		WokeAt:          timeOf(es.Status.LastScaledUpTime),
 		LastActivity:    obs.lastActivity,
 		TriggersHealthy: obs.triggers.Err == nil,
@@ -217,7 +217,7 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		WakeFailedAt:    timeOf(es.Status.LastWakeFailureTime),
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
-		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs),
+		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolvers),
 		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime),
 		"wakeFailedAt", timeOf(es.Status.LastWakeFailureTime))
 
@@ -227,6 +227,10 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	}
 	if r.Istio {
 		if err := r.ensureReplayRoutes(ctx, es, obs.destinationRule); err != nil {
+			return ctrl.Result{}, err
+		}
+		// The proxy Service that rewritten routes name, before any route names it.
+		if err := r.ensureProxyService(ctx, es, obs); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -270,7 +274,7 @@ type observed struct {
 	public          *corev1.Service
 	scale           scaler.Scale
 	ready           int32
-	resolverAddrs   []string
+	resolvers       []discoveryv1.Endpoint
 	virtualServices []*networkingv1.VirtualService
 	destinationRule *networkingv1.DestinationRule
 	triggers        triggers.Result
@@ -320,12 +324,12 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 		r.setCondition(es, v1alpha1.ConditionTargetReady, false, "NoReadyEndpoints", fmt.Sprintf("%d replicas, none ready", obs.scale.Spec))
 	}
 
-	if obs.resolverAddrs, err = r.resolverAddresses(ctx); err != nil {
+	if obs.resolvers, err = r.resolverEndpoints(ctx); err != nil {
 		obs.reason = "ListFailed"
 		return obs, err
 	}
-	if len(obs.resolverAddrs) > 0 {
-		r.setCondition(es, v1alpha1.ConditionResolverReady, true, "EndpointsReady", fmt.Sprintf("%d ready resolver endpoints", len(obs.resolverAddrs)))
+	if len(obs.resolvers) > 0 {
+		r.setCondition(es, v1alpha1.ConditionResolverReady, true, "EndpointsReady", fmt.Sprintf("%d ready resolver endpoints", len(obs.resolvers)))
 	} else {
 		r.setCondition(es, v1alpha1.ConditionResolverReady, false, "NoReadyEndpoints",
 			fmt.Sprintf("no ready endpoints for Service %s/%s; staying in Serve mode", r.ResolverNamespace, r.ResolverService))
@@ -373,8 +377,10 @@ func (r *Reconciler) readyEndpoints(ctx context.Context, namespace, service stri
 	return int32(len(addrs)), err
 }
 
-func (r *Reconciler) resolverAddresses(ctx context.Context) ([]string, error) {
-	return r.readyAddresses(ctx, r.ResolverNamespace, r.ResolverService, nil)
+// resolverEndpoints lists the resolver's ready endpoints with their Pod references, which the
+// slices elasti writes keep for istiod (resources.slicesFor).
+func (r *Reconciler) resolverEndpoints(ctx context.Context) ([]discoveryv1.Endpoint, error) {
+	return r.endpointsOf(ctx, r.ResolverNamespace, r.ResolverService, nil)
 }
 
 // notElastis keeps the EndpointSlices that elasti did not write: a public Service's own.
@@ -385,12 +391,22 @@ func notElastis(s *discoveryv1.EndpointSlice) bool {
 // readyAddresses lists the ready, non-terminating addresses of a Service's EndpointSlices, of
 // the slices that keep says to keep (all when nil).
 func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service string, keep func(*discoveryv1.EndpointSlice) bool) ([]string, error) {
+	eps, err := r.endpointsOf(ctx, namespace, service, keep)
+	var addrs []string
+	for _, ep := range eps {
+		addrs = append(addrs, ep.Addresses...)
+	}
+	return addrs, err
+}
+
+// endpointsOf is readyAddresses with each endpoint whole.
+func (r *Reconciler) endpointsOf(ctx context.Context, namespace, service string, keep func(*discoveryv1.EndpointSlice) bool) ([]discoveryv1.Endpoint, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := r.List(ctx, &slices, client.InNamespace(namespace),
 		client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", namespace, service, err)
 	}
-	var addrs []string
+	var eps []discoveryv1.Endpoint
 	for i, s := range slices.Items {
 		if keep != nil && !keep(&slices.Items[i]) {
 			continue
@@ -398,11 +414,11 @@ func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service stri
 		for _, ep := range s.Endpoints {
 			if (ep.Conditions.Ready == nil || *ep.Conditions.Ready) &&
 				(ep.Conditions.Terminating == nil || !*ep.Conditions.Terminating) {
-				addrs = append(addrs, ep.Addresses...)
+				eps = append(eps, ep)
 			}
 		}
 	}
-	return addrs, nil
+	return eps, nil
 }
 
 func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.ElastiService) ([]*networkingv1.VirtualService, error) {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	"google.golang.org/protobuf/testing/protocmp"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -159,7 +160,9 @@ var _ = Describe("Scaling to zero and back", func() {
 		<-done
 		Expect(violated.Load()).To(BeFalse(), "replicas reached zero before the routes pointed at the resolver")
 
-		st := f.status()
+		// The status patch follows the scale in the same pass: zero replicas can be seen first.
+		var st v1alpha1.ElastiServiceStatus
+		Eventually(func() *metav1.Time { st = f.status(); return st.LastScaledToZeroTime }).WithTimeout(wait).ShouldNot(BeNil())
 		Expect(st.Mode).To(Equal(v1alpha1.ModeProxy))
 		Expect(st.LastScaledToZeroTime.Sub(created)).To(BeNumerically(">=", 2*time.Second), "scaled down before the cooldown")
 		Expect(st.LastScaledToZeroTime.Sub(st.ModeSince.Time)).To(BeNumerically(">=", drainDelay), "scaled down before the drain delay")
@@ -168,10 +171,11 @@ var _ = Describe("Scaling to zero and back", func() {
 			v1alpha1.RouteRef{Kind: "EndpointSlice", Namespace: f.ns, Name: names.ResolverSlice("target", "ipv4")},
 		))
 
-		By("pointing every destination at the resolver, with the original subset in a header")
+		By("pointing every destination at the target's proxy Service, on its port, with the original subset in a header")
 		vs := f.virtualService()
 		for i, d := range vs.Spec.Http[0].Route {
-			Expect(d.GetDestination().GetPort().GetNumber()).To(Equal(uint32(8012)))
+			Expect(d.GetDestination().GetHost()).To(Equal(names.ProxyService("target") + "." + f.ns + ".svc.cluster.local"))
+			Expect(d.GetDestination().GetPort()).To(BeComparableTo(f.vsSpec.Http[0].Route[i].GetDestination().GetPort(), protocmp.Transform()))
 			Expect(d.GetDestination().GetSubset()).To(BeEmpty())
 			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderTarget, f.ns+"/target-es"))
 			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderSubset, f.vsSpec.Http[0].Route[i].GetDestination().GetSubset()))
@@ -186,6 +190,20 @@ var _ = Describe("Scaling to zero and back", func() {
 		Expect(slice.Endpoints[0].Addresses).To(Equal([]string{"10.244.0.10"}))
 		Expect(*slice.Ports[0].Port).To(Equal(int32(8012)))
 		Expect(*slice.Ports[0].Name).To(Equal("http"))
+		// istiod finds the resolver pod (its identity and istio.tlsMode) by this reference only.
+		Expect(slice.Endpoints[0].TargetRef).To(PointTo(MatchFields(IgnoreExtras, Fields{
+			"Kind": Equal("Pod"), "Namespace": Equal(resolverNS), "Name": Equal(resolverSvc + "-0")})))
+
+		By("listing the resolver pods, with their references, as the proxy Service's endpoints")
+		proxy := &corev1.Service{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProxyService("target")}, proxy)).To(Succeed())
+		Expect(proxy.Spec.Selector).To(BeEmpty())
+		Expect(proxy.Spec.Ports).To(HaveLen(1))
+		Expect(proxy.Spec.Ports[0].Port).To(Equal(int32(80)))
+		proxySlice := &discoveryv1.EndpointSlice{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProxySlice("target", "ipv4")}, proxySlice)).To(Succeed())
+		Expect(proxySlice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, names.ProxyService("target")))
+		Expect(proxySlice.Endpoints).To(ConsistOf(HaveField("TargetRef", Equal(slice.Endpoints[0].TargetRef))))
 
 		By("mirroring the subsets onto the private host for the resolver's replay")
 		dr := &networkingv1.DestinationRule{}
@@ -265,6 +283,8 @@ var _ = Describe("Scaling to zero and back", func() {
 		for _, obj := range []client.Object{
 			&discoveryv1.EndpointSlice{ObjectMeta: objMeta(names.ResolverSlice("target", "ipv4"), f.ns)},
 			&corev1.Service{ObjectMeta: objMeta(names.PrivateService("target"), f.ns)},
+			&corev1.Service{ObjectMeta: objMeta(names.ProxyService("target"), f.ns)},
+			&discoveryv1.EndpointSlice{ObjectMeta: objMeta(names.ProxySlice("target", "ipv4"), f.ns)},
 			&networkingv1.DestinationRule{ObjectMeta: objMeta(names.PrivateDestinationRule("target"), f.ns)},
 			&networkingv1.VirtualService{ObjectMeta: objMeta(names.PrivateVirtualService("target"), f.ns)},
 		} {

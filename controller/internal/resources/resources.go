@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
@@ -24,7 +25,11 @@ const (
 	ComponentPrivateService = v1alpha1.ComponentPrivateService
 	ComponentResolverSlice  = v1alpha1.ComponentResolverSlice
 	ComponentReplayRoute    = v1alpha1.ComponentReplayRoute
+	ComponentProxyService   = v1alpha1.ComponentProxyService
 )
+
+// AnnotationExportTo is Istio's per-Service visibility annotation.
+const AnnotationExportTo = "networking.istio.io/exportTo"
 
 func labels(es *v1alpha1.ElastiService, component string) map[string]string {
 	return map[string]string{
@@ -42,16 +47,7 @@ func owner(es *v1alpha1.ElastiService) []metav1.OwnerReference {
 // replays through it and the controller reads the target's readiness from its EndpointSlices;
 // unlike the public Service, it never points at the resolver.
 func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.Service {
-	ports := make([]corev1.ServicePort, 0, len(public.Spec.Ports))
-	for _, p := range public.Spec.Ports {
-		ports = append(ports, corev1.ServicePort{
-			Name:        p.Name,
-			Protocol:    p.Protocol,
-			AppProtocol: p.AppProtocol,
-			Port:        p.Port,
-			TargetPort:  p.TargetPort,
-		})
-	}
+	ports := copyPorts(public, func(p corev1.ServicePort) intstr.IntOrString { return p.TargetPort })
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            names.PrivateService(es.Spec.Service),
@@ -72,14 +68,79 @@ func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.
 	}
 }
 
+// copyPorts copies public's ports, names and protocols included, with the target port targetPort
+// gives.
+func copyPorts(public *corev1.Service, targetPort func(corev1.ServicePort) intstr.IntOrString) []corev1.ServicePort {
+	ports := make([]corev1.ServicePort, 0, len(public.Spec.Ports))
+	for _, p := range public.Spec.Ports {
+		ports = append(ports, corev1.ServicePort{
+			Name: p.Name, Protocol: p.Protocol, AppProtocol: p.AppProtocol, Port: p.Port, TargetPort: targetPort(p),
+		})
+	}
+	return ports
+}
+
 // ResolverSlices point the public Service at the resolver pods, one EndpointSlice per IP family
 // in use, with every Service port mapped to the resolver's port. kube-proxy and Istio merge them
 // into the Service, so non-mesh callers (and mesh callers without a VirtualService) reach the
 // resolver without any edit to the user's Service.
-func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolverAddrs []string, resolverPort int32) []*discoveryv1.EndpointSlice {
-	byFamily := map[discoveryv1.AddressType][]string{}
-	for _, a := range resolverAddrs {
-		ip, err := netip.ParseAddr(a)
+func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
+	return slicesFor(es, public, public.Name, ComponentResolverSlice, resolvers, resolverPort,
+		func(family string) string { return names.ResolverSlice(es.Spec.Service, family) })
+}
+
+// ProxyService is where rewritten routes send callers in Proxy mode: a Service without a
+// selector, in the target's namespace, with the target's ports, whose endpoints (ProxySlices) are
+// the resolver pods. A Sidecar that scopes callers to their namespace, or to the target's port,
+// keeps it in scope exactly when it keeps the target; the caller's proxy speaks the protocol of
+// the target's port to it (HTTP/2 for a gRPC port); and it is exported where the target is.
+func ProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPort int32) *corev1.Service {
+	ports := copyPorts(public, func(corev1.ServicePort) intstr.IntOrString { return intstr.FromInt32(resolverPort) })
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            names.ProxyService(es.Spec.Service),
+			Namespace:       es.Namespace,
+			Labels:          labels(es, ComponentProxyService),
+			OwnerReferences: owner(es),
+		},
+		Spec: corev1.ServiceSpec{
+			Type:           corev1.ServiceTypeClusterIP,
+			Ports:          ports,
+			IPFamilyPolicy: public.Spec.IPFamilyPolicy,
+			IPFamilies:     public.Spec.IPFamilies,
+		},
+	}
+	if e := public.Annotations[AnnotationExportTo]; e != "" {
+		svc.Annotations = map[string]string{AnnotationExportTo: e}
+	}
+	return svc
+}
+
+// ProxySlices are ProxyService's endpoints: the resolver pods, every port mapped to the
+// resolver's port.
+func ProxySlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
+	return slicesFor(es, public, names.ProxyService(es.Spec.Service), ComponentProxyService, resolvers, resolverPort,
+		func(family string) string { return names.ProxySlice(es.Spec.Service, family) })
+}
+
+// ProxySliceNames lists every name ProxySlices can produce, so stale ones can be removed.
+func ProxySliceNames(es *v1alpha1.ElastiService) []string {
+	return []string{names.ProxySlice(es.Spec.Service, "ipv4"), names.ProxySlice(es.Spec.Service, "ipv6")}
+}
+
+// slicesFor builds the EndpointSlices of service (one per IP family in use) that list the
+// resolver pods on every port of public. Each endpoint keeps its Pod reference: istiod finds a
+// slice endpoint's pod by that reference, and by IP only among pods of the slice's own namespace,
+// which the resolver's are not. Without the pod there is no istio.tlsMode and no identity, and
+// callers' proxies would send plain text to the resolver.
+func slicesFor(es *v1alpha1.ElastiService, public *corev1.Service, service, component string,
+	resolvers []discoveryv1.Endpoint, resolverPort int32, name func(family string) string) []*discoveryv1.EndpointSlice {
+	byFamily := map[discoveryv1.AddressType][]discoveryv1.Endpoint{}
+	for _, r := range resolvers {
+		if len(r.Addresses) == 0 {
+			continue
+		}
+		ip, err := netip.ParseAddr(r.Addresses[0])
 		if err != nil {
 			continue
 		}
@@ -87,7 +148,14 @@ func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolver
 		if ip.Is6() && !ip.Is4In6() {
 			family = discoveryv1.AddressTypeIPv6
 		}
-		byFamily[family] = append(byFamily[family], ip.String())
+		ep := discoveryv1.Endpoint{
+			Addresses:  []string{ip.String()},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
+		}
+		if ref := r.TargetRef; ref != nil && ref.Kind == "Pod" {
+			ep.TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: ref.Namespace, Name: ref.Name, UID: ref.UID}
+		}
+		byFamily[family] = append(byFamily[family], ep)
 	}
 	ports := make([]discoveryv1.EndpointPort, 0, len(public.Spec.Ports))
 	for _, p := range public.Spec.Ports {
@@ -100,25 +168,18 @@ func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolver
 	}
 	var out []*discoveryv1.EndpointSlice
 	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
-		addrs := byFamily[family]
-		if len(addrs) == 0 {
+		eps := byFamily[family]
+		if len(eps) == 0 {
 			continue
 		}
-		sort.Strings(addrs)
-		addrs = slices.Compact(addrs)
-		eps := make([]discoveryv1.Endpoint, 0, len(addrs))
-		for _, a := range addrs {
-			eps = append(eps, discoveryv1.Endpoint{
-				Addresses:  []string{a},
-				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)},
-			})
-		}
-		l := labels(es, ComponentResolverSlice)
-		l[discoveryv1.LabelServiceName] = public.Name
+		sort.Slice(eps, func(i, j int) bool { return eps[i].Addresses[0] < eps[j].Addresses[0] })
+		eps = slices.CompactFunc(eps, func(a, b discoveryv1.Endpoint) bool { return a.Addresses[0] == b.Addresses[0] })
+		l := labels(es, component)
+		l[discoveryv1.LabelServiceName] = service
 		l[discoveryv1.LabelManagedBy] = v1alpha1.EndpointSliceManager
 		out = append(out, &discoveryv1.EndpointSlice{
 			ObjectMeta: metav1.ObjectMeta{
-				Name:            names.ResolverSlice(es.Spec.Service, familyName(family)),
+				Name:            name(familyName(family)),
 				Namespace:       es.Namespace,
 				Labels:          l,
 				OwnerReferences: owner(es),

@@ -1,13 +1,16 @@
 package resources
 
 import (
+	"fmt"
 	"testing"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 )
@@ -38,7 +41,7 @@ func TestResolverSlices(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := ResolverSlices(es, svc, tc.addrs, 8012)
+			got := ResolverSlices(es, svc, endpoints(tc.addrs...), 8012)
 			if len(got) != len(tc.wantFamily) {
 				t.Fatalf("got %d slices, want %d", len(got), len(tc.wantFamily))
 			}
@@ -62,6 +65,65 @@ func TestResolverSlices(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// endpoints are resolver endpoints as the resolver Service's slices list them: each with its pod.
+func endpoints(addrs ...string) []discoveryv1.Endpoint {
+	out := make([]discoveryv1.Endpoint, 0, len(addrs))
+	for i, a := range addrs {
+		out = append(out, discoveryv1.Endpoint{Addresses: []string{a}, TargetRef: &corev1.ObjectReference{
+			Kind: "Pod", Namespace: "elasti-system", Name: fmt.Sprintf("elasti-resolver-%d", i), UID: types.UID(fmt.Sprint("uid-", i)),
+		}})
+	}
+	return out
+}
+
+// istiod finds the pod behind a slice endpoint by its targetRef, and by IP only in the slice's
+// own namespace: without the ref, callers' proxies get no istio.tlsMode and no identity for the
+// resolver and send it plain text.
+func TestResolverSlicesKeepThePodReference(t *testing.T) {
+	es, svc := fixtures()
+	eps := endpoints("10.0.0.5")
+	eps = append(eps, discoveryv1.Endpoint{Addresses: []string{"10.0.0.6"}})
+	for _, build := range []func() []*discoveryv1.EndpointSlice{
+		func() []*discoveryv1.EndpointSlice { return ResolverSlices(es, svc, eps, 8012) },
+		func() []*discoveryv1.EndpointSlice { return ProxySlices(es, svc, eps, 8012) },
+	} {
+		got := build()
+		if len(got) != 1 || len(got[0].Endpoints) != 2 {
+			t.Fatalf("got %+v, want one slice with two endpoints", got)
+		}
+		ref := got[0].Endpoints[0].TargetRef
+		if ref == nil || ref.Kind != "Pod" || ref.Namespace != "elasti-system" || ref.Name != "elasti-resolver-0" || ref.UID != "uid-0" {
+			t.Errorf("%s: targetRef = %+v, want Pod elasti-system/elasti-resolver-0", got[0].Name, ref)
+		}
+		if got[0].Endpoints[1].TargetRef != nil {
+			t.Errorf("%s: an endpoint without a pod got targetRef %+v", got[0].Name, got[0].Endpoints[1].TargetRef)
+		}
+	}
+}
+
+func TestProxyService(t *testing.T) {
+	es, svc := fixtures()
+	svc.Annotations = map[string]string{AnnotationExportTo: ".,gw"}
+	svc.Spec.Ports[1].AppProtocol = ptr.To("grpc")
+	got := ProxyService(es, svc, 8012)
+	if got.Name != "shop-elasti-proxy" || got.Namespace != "shop" || got.Spec.Selector != nil {
+		t.Errorf("got %s/%s with selector %v, want shop/shop-elasti-proxy without one", got.Namespace, got.Name, got.Spec.Selector)
+	}
+	if got.Annotations[AnnotationExportTo] != ".,gw" {
+		t.Errorf("exportTo = %q, want the target's", got.Annotations[AnnotationExportTo])
+	}
+	// The target's ports, so that a caller's Sidecar keeps it and speaks the port's protocol.
+	if len(got.Spec.Ports) != 2 || got.Spec.Ports[0].Port != 80 || got.Spec.Ports[1].Port != 9090 ||
+		got.Spec.Ports[1].Name != "grpc" || ptr.Deref(got.Spec.Ports[1].AppProtocol, "") != "grpc" ||
+		got.Spec.Ports[1].TargetPort.IntValue() != 8012 {
+		t.Errorf("ports = %+v, want 80 and 9090 (grpc) with target port 8012", got.Spec.Ports)
+	}
+	slices := ProxySlices(es, svc, endpoints("10.0.0.5"), 8012)
+	if len(slices) != 1 || slices[0].Labels[discoveryv1.LabelServiceName] != "shop-elasti-proxy" || slices[0].Name != "shop-elasti-proxy-ipv4" {
+		t.Errorf("slices = %+v, want one for shop-elasti-proxy", slices)
 	}
 }
 
@@ -105,15 +167,19 @@ func TestEverythingBuiltIsLabelled(t *testing.T) {
 		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local"),
 		"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local"),
 	}
-	for _, s := range ResolverSlices(es, svc, []string{"10.0.0.5", "fd00::5"}, 8012) {
+	for _, s := range ResolverSlices(es, svc, endpoints("10.0.0.5", "fd00::5"), 8012) {
 		objs["resolver EndpointSlice "+s.Name] = s
+	}
+	objs["proxy Service"] = ProxyService(es, svc, 8012)
+	for _, s := range ProxySlices(es, svc, endpoints("10.0.0.5"), 8012) {
+		objs["proxy EndpointSlice "+s.Name] = s
 	}
 	for name, o := range objs {
 		if got := o.GetLabels()[v1alpha1.LabelManagedBy]; got != v1alpha1.ManagedByValue {
 			t.Errorf("%s: %s = %q, want %q", name, v1alpha1.LabelManagedBy, got, v1alpha1.ManagedByValue)
 		}
 	}
-	if len(objs) != 5 {
-		t.Errorf("built %d objects, want 5 (two resolver slices)", len(objs))
+	if len(objs) != 7 {
+		t.Errorf("built %d objects, want 7 (two resolver slices, one proxy slice)", len(objs))
 	}
 }

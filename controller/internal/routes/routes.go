@@ -2,8 +2,8 @@
 // resolver, and restores them exactly.
 //
 // A VirtualService belongs to its user, so the rewrite is surgical: only HTTP destinations that
-// point at the target change; each gets the resolver as host, the resolver's port, no subset, the
-// same weight, and request headers that tell the resolver the target, port and subset. The
+// point at the target change; each gets the target's proxy Service (whose endpoints are the
+// resolver pods) as host, the same port, no subset, the same weight, and request headers that tell the resolver the target, port and subset. The
 // original of each rewritten destination is recorded in an annotation under a restore key that
 // the destination also carries, so a restore finds it even after the user added, removed or
 // reordered routes while in Proxy mode. A restore puts back only what the rewrite changed and
@@ -38,9 +38,12 @@ type Target struct {
 	Service, Namespace string
 	// Domain is the cluster DNS domain, such as cluster.local.
 	Domain string
-	// ResolverHost is the resolver Service's FQDN and ResolverPort its HTTP port.
+	// ProxyHost is the FQDN of the target's proxy Service (names.ProxyService), where rewritten
+	// destinations point: it has the target's ports and the resolver pods as endpoints.
+	ProxyHost string
+	// ResolverHost is the resolver Service's FQDN, where versions before the proxy Service
+	// pointed rewritten destinations; such a destination is recognised and moved.
 	ResolverHost string
-	ResolverPort uint32
 	// Signer signs the headers for the resolver, which believes no unsigned one.
 	Signer *routesig.Signer
 }
@@ -106,6 +109,11 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 				set[v1alpha1.HeaderSignature] = sig
 				changed = true
 			}
+			if d.GetDestination().GetHost() != t.ProxyHost {
+				// Rewritten by an older version, to the resolver's own Service.
+				d.Destination = &apinetworking.Destination{Host: t.ProxyHost, Port: portOf(set)}
+				changed = true
+			}
 			return nil
 		}
 		if !pointsAtTarget(d, vs.Namespace, t) {
@@ -117,9 +125,11 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		}
 		recs[key] = rec
 		orig := d.GetDestination()
-		d.Destination = &apinetworking.Destination{
-			Host: t.ResolverHost,
-			Port: &apinetworking.PortSelector{Number: t.ResolverPort},
+		// The same port: the proxy Service has the target's, so a caller's Sidecar egress
+		// listener for that port keeps it, and the caller speaks that port's protocol to it.
+		d.Destination = &apinetworking.Destination{Host: t.ProxyHost, Port: proto.Clone(orig.GetPort()).(*apinetworking.PortSelector)}
+		if orig.GetPort() == nil {
+			d.Destination.Port = nil
 		}
 		if d.Headers == nil {
 			d.Headers = &apinetworking.Headers{}
@@ -224,8 +234,17 @@ func pointsAtTarget(d *apinetworking.HTTPRouteDestination, vsNamespace string, t
 }
 
 func rewrittenFor(d *apinetworking.HTTPRouteDestination, t Target) bool {
-	return d.GetDestination().GetHost() == t.ResolverHost &&
+	host := d.GetDestination().GetHost()
+	return (host == t.ProxyHost || host == t.ResolverHost && t.ResolverHost != "") &&
 		d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget] == t.Key
+}
+
+// portOf is the port a rewritten destination's headers record, if any.
+func portOf(set map[string]string) *apinetworking.PortSelector {
+	if p, err := strconv.ParseUint(set[v1alpha1.HeaderPort], 10, 32); err == nil && p > 0 {
+		return &apinetworking.PortSelector{Number: uint32(p)}
+	}
+	return nil
 }
 
 // makeRecord captures d before the rewrite. The key hashes the target and the original
@@ -275,11 +294,7 @@ func applyRecord(d *apinetworking.HTTPRouteDestination, rec record) error {
 // elasti's headers.
 func rebuild(d *apinetworking.HTTPRouteDestination, t Target) {
 	set := d.GetHeaders().GetRequest().GetSet()
-	dest := &apinetworking.Destination{Host: t.FQDN(), Subset: set[v1alpha1.HeaderSubset]}
-	if p, err := strconv.ParseUint(set[v1alpha1.HeaderPort], 10, 32); err == nil && p > 0 {
-		dest.Port = &apinetworking.PortSelector{Number: uint32(p)}
-	}
-	d.Destination = dest
+	d.Destination = &apinetworking.Destination{Host: t.FQDN(), Subset: set[v1alpha1.HeaderSubset], Port: portOf(set)}
 	for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSubset, v1alpha1.HeaderPort, v1alpha1.HeaderSignature} {
 		delete(set, h)
 	}

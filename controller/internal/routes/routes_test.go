@@ -25,8 +25,8 @@ var target = Target{
 	Service:      "target",
 	Namespace:    "shop",
 	Domain:       "cluster.local",
+	ProxyHost:    "target-elasti-proxy.shop.svc.cluster.local",
 	ResolverHost: "elasti-resolver.elasti-system.svc.cluster.local",
-	ResolverPort: 8012,
 	Signer:       testSigner,
 }
 
@@ -299,5 +299,33 @@ func TestVisible(t *testing.T) {
 				t.Errorf("Visible() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A destination rewritten by a version that sent callers to the resolver's own Service moves
+// to the proxy Service on the port it had, and still restores exactly.
+func TestRewriteMovesDestinationsFromTheResolverService(t *testing.T) {
+	vs := load(t, "testdata/subsets-weights/input.yaml")
+	want := vs.DeepCopy()
+	if _, err := Rewrite(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range vs.Spec.Http[0].Route {
+		d.Destination = &apinetworking.Destination{Host: target.ResolverHost, Port: &apinetworking.PortSelector{Number: 8012}}
+	}
+	changed, err := Rewrite(vs, target)
+	if err != nil || !changed {
+		t.Fatalf("Rewrite = %v, %v; want a change", changed, err)
+	}
+	for _, d := range vs.Spec.Http[0].Route {
+		if d.GetDestination().GetHost() != target.ProxyHost || d.GetDestination().GetPort().GetNumber() != 8080 {
+			t.Errorf("destination = %v, want %s port 8080", d.GetDestination(), target.ProxyHost)
+		}
+	}
+	if _, err := Restore(vs, target); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(&vs.Spec, &want.Spec) {
+		t.Errorf("restored %v, want %v", &vs.Spec, &want.Spec)
 	}
 }
