@@ -40,8 +40,8 @@ type (
 	}
 )
 
-// xds runs xdsprobe with args and decodes its JSON into a T.
-func xds[T any](ctx context.Context, args ...string) (T, error) {
+// probeXDS runs xdsprobe with args and decodes its JSON into a T.
+func probeXDS[T any](ctx context.Context, args ...string) (T, error) {
 	var out T
 	raw, err := exec.CommandContext(ctx, "xdsprobe", append([]string{"-timeout", "10s"}, args...)...).Output()
 	if err != nil {
@@ -113,7 +113,7 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 
 		By("clusters: the Sidecar keeps both proxy clusters in the caller's scope, with automatic mTLS and the HTTP version of the target's own cluster: HTTP/1.1 on the HTTP port, HTTP/2 on the gRPC port")
 		Eventually(func(g Gomega) {
-			cs, err := xds[[]xdsCluster](sctx, append(caller, "-kind", "cds", "-match", "."+a.ns+".svc")...)
+			cs, err := probeXDS[[]xdsCluster](sctx, append(caller, "-kind", "cds", "-match", "."+a.ns+".svc")...)
 			g.Expect(err).NotTo(HaveOccurred())
 			upstream := map[string]string{}
 			for _, c := range cs {
@@ -135,7 +135,7 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 			proxyCluster(a.ns, 80), proxyCluster(a.ns, 9090), // callers whose route elasti rewrote
 		} {
 			Eventually(func() ([]xdsLoadAssignment, error) {
-				return xds[[]xdsLoadAssignment](sctx, append(caller, "-kind", "eds", "-names", cluster)...)
+				return probeXDS[[]xdsLoadAssignment](sctx, append(caller, "-kind", "eds", "-names", cluster)...)
 			}).
 				WithTimeout(30*time.Second).WithPolling(500*time.Millisecond).Should(ConsistOf(And(
 				HaveField("Cluster", cluster), HaveField("Endpoints", And(HaveLen(len(resolvers.Items)), onResolver)))), "cluster %s", cluster)
@@ -144,7 +144,7 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 		res := asPod(resolvers.Items[0])
 		By("the resolver's own proxy: STRICT leaves no plain-text chain on its port, it keeps the caller's HTTP version, and the root Sidecar hides no private Service from it")
 		Eventually(func(g Gomega) {
-			ls, err := xds[[]xdsListener](sctx, append(res, "-kind", "lds", "-match", "virtualInbound")...)
+			ls, err := probeXDS[[]xdsListener](sctx, append(res, "-kind", "lds", "-match", "virtualInbound")...)
 			g.Expect(err).NotTo(HaveOccurred())
 			n := 0
 			for _, l := range ls {
@@ -158,11 +158,11 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 			g.Expect(n).To(BeNumerically(">", 0), "no inbound chain for port 8012")
 		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 		Eventually(func() ([]xdsCluster, error) {
-			return xds[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "inbound|8012|")...)
+			return probeXDS[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "inbound|8012|")...)
 		}).
 			WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ConsistOf(HaveField("Upstream", "downstream")))
 		Eventually(func() ([]string, error) {
-			cs, err := xds[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "shop-elasti-private."+a.ns)...)
+			cs, err := probeXDS[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "shop-elasti-private."+a.ns)...)
 			var names []string
 			for _, c := range cs {
 				names = append(names, c.Name)
@@ -175,7 +175,7 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 		Expect(a.get("/echo")).To(Succeed())
 		Eventually(func() v1alpha1.Mode { return a.status().Mode }).WithTimeout(time.Minute).Should(Equal(v1alpha1.ModeServe))
 		Eventually(func() ([]xdsLoadAssignment, error) {
-			return xds[[]xdsLoadAssignment](sctx, append(caller, "-kind", "eds", "-names", "outbound|80||"+fqdn("shop"))...)
+			return probeXDS[[]xdsLoadAssignment](sctx, append(caller, "-kind", "eds", "-names", "outbound|80||"+fqdn("shop"))...)
 		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ConsistOf(HaveField("Endpoints",
 			And(Not(BeEmpty()), HaveEach(HaveField("Workload", HavePrefix("shop;"+a.ns+";")))))))
 		GinkgoWriter.Printf("mesh scenario took %s\n", time.Since(begin).Round(100*time.Millisecond))
