@@ -33,7 +33,6 @@ const (
 	resolverName     = "elasti-resolver"
 	controllerName   = "elasti-controller"
 	resolverReplicas = 2
-	resolverFQDN     = resolverName + "." + elastiNS + ".svc.cluster.local"
 )
 
 // answer is how one request of a burst went.
@@ -279,7 +278,7 @@ func routesIn(g Gomega, a *app, mode v1alpha1.Mode) {
 		g.Expect(addrs).To(BeEmpty(), "elasti's EndpointSlice outlived Proxy mode")
 		return
 	}
-	g.Expect(dest.GetHost()).To(Equal(resolverFQDN))
+	g.Expect(dest.GetHost()).To(Equal("shop-elasti-proxy." + a.ns + ".svc.cluster.local"))
 	resolvers := map[string]bool{}
 	for _, p := range resolverPods() {
 		resolvers[p.Status.PodIP] = true
