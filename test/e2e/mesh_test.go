@@ -161,15 +161,17 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 			return probeXDS[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "inbound|8012|")...)
 		}).
 			WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ConsistOf(HaveField("Upstream", "downstream")))
-		Eventually(func() ([]string, error) {
+		Eventually(func() (map[string]string, error) {
 			cs, err := probeXDS[[]xdsCluster](sctx, append(res, "-kind", "cds", "-match", "shop-elasti-private."+a.ns)...)
-			var names []string
+			upstream := map[string]string{}
 			for _, c := range cs {
-				names = append(names, c.Name)
+				upstream[c.Name] = c.Upstream
 			}
-			return names, err
-		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ContainElements(
-			"outbound|80||"+fqdn("shop-elasti-private"), "outbound|80|v1|"+fqdn("shop-elasti-private"), "outbound|9090||"+fqdn("shop-elasti-private")))
+			return upstream, err
+		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(And(
+			HaveKey("outbound|80||"+fqdn("shop-elasti-private")), HaveKey("outbound|80|v1|"+fqdn("shop-elasti-private")),
+			// The replay of a gRPC call leaves the resolver's sidecar as HTTP/2.
+			HaveKeyWithValue("outbound|9090||"+fqdn("shop-elasti-private"), "http2")))
 
 		By("a request wakes the target; in Serve mode the Service's endpoints are its own pods again")
 		Expect(a.get("/echo")).To(Succeed())
