@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -48,9 +49,10 @@ func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.Elas
 	})
 }
 
-// ensureReplayRoutes mirrors the public DestinationRule onto the private host, with a
-// VirtualService that picks the subset the resolver names, or removes both when there is none.
-func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.ElastiService, public *networkingv1.DestinationRule) error {
+// ensureReplayRoutes mirrors the public host's DestinationRule (as istiod merged it) onto the
+// private host, with a VirtualService that picks the subset the resolver names, or removes both
+// when there is none.
+func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.ElastiService, public *apinetworking.DestinationRule) error {
 	drKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateDestinationRule(es.Spec.Service)}
 	vsKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateVirtualService(es.Spec.Service)}
 	if public == nil {
@@ -59,7 +61,7 @@ func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.Elasti
 	}
 	dr := resources.ReplayDestinationRule(es, public, r.ClusterDomain)
 	var subsets []string
-	for _, s := range public.Spec.GetSubsets() {
+	for _, s := range public.GetSubsets() {
 		subsets = append(subsets, s.GetName())
 	}
 	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain)

@@ -143,18 +143,19 @@ func ResolverSliceNames(es *v1alpha1.ElastiService) []string {
 	return []string{names.ResolverSlice(es.Spec.Service, "ipv4"), names.ResolverSlice(es.Spec.Service, "ipv6")}
 }
 
-// ReplayDestinationRule declares the public DestinationRule's subsets and traffic policy on the
-// private host, so that the resolver's sidecar can reach the subset the original route named
-// with the same TLS and connection settings.
-func ReplayDestinationRule(es *v1alpha1.ElastiService, public *networkingv1.DestinationRule, domain string) *networkingv1.DestinationRule {
+// ReplayDestinationRule declares the public host's subsets and traffic policy (the
+// DestinationRules of the host as istiod merged them) on the private host, so that the
+// resolver's sidecar can reach the subset the original route named with the same TLS and
+// connection settings.
+func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain string) *networkingv1.DestinationRule {
 	spec := &apinetworking.DestinationRule{
 		Host:          names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain),
-		TrafficPolicy: proto.Clone(public.Spec.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
+		TrafficPolicy: proto.Clone(public.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
 	}
-	for _, s := range public.Spec.GetSubsets() {
+	for _, s := range public.GetSubsets() {
 		spec.Subsets = append(spec.Subsets, proto.Clone(s).(*apinetworking.Subset))
 	}
-	if public.Spec.GetTrafficPolicy() == nil {
+	if public.GetTrafficPolicy() == nil {
 		spec.TrafficPolicy = nil
 	}
 	dr := &networkingv1.DestinationRule{

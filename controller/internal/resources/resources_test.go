@@ -3,7 +3,7 @@ package resources
 import (
 	"testing"
 
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apinetworking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -98,8 +98,7 @@ func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 // elasti's managed-by label: everything built here must carry it.
 func TestEverythingBuiltIsLabelled(t *testing.T) {
 	es, svc := fixtures()
-	dr := &networkingv1.DestinationRule{}
-	dr.Spec.Host = "shop"
+	dr := &apinetworking.DestinationRule{Host: "shop"}
 	objs := map[string]metav1.Object{
 		"private Service":        PrivateService(es, svc),
 		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local"),

@@ -8,6 +8,10 @@
 // the destination also carries, so a restore finds it even after the user added, removed or
 // reordered routes while in Proxy mode. A restore puts back only what the rewrite changed and
 // keeps whatever the user edited since, such as a weight.
+//
+// Host names and DestinationRules are read as istiod reads them (Normalize,
+// EffectiveDestinationRule), so that elasti moves exactly the routes Istio sends to the target
+// and replays them to the subset they named.
 package routes
 
 import (
