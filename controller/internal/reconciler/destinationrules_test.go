@@ -7,13 +7,15 @@ import (
 	. "github.com/onsi/gomega"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
-var _ = Describe("Replay DestinationRules", func() {
+var _ = Describe("The replay routes", func() {
 	BeforeEach(func() { setResolverReady(true) })
 
 	// replay returns the replay DestinationRule's subsets as name=version, its SNI (the tests'
@@ -70,6 +72,32 @@ var _ = Describe("Replay DestinationRules", func() {
 			g.Expect(subsets).To(Equal([]string{"v3=wide"}))
 			g.Expect(sni).To(BeEmpty())
 			g.Expect(routes).To(Equal([]string{"subset-v3", "any"}))
+		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
+	})
+	It("exports the private Service and the replay routes to the resolver's namespace, and puts that back", func() {
+		f := newFixture(3600)
+		want := []string{".", resolverNS}
+		privateKey := client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}
+		Eventually(func(g Gomega) {
+			dr := &networkingv1.DestinationRule{}
+			g.Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateDestinationRule("target")}, dr)).To(Succeed())
+			g.Expect(dr.Spec.GetExportTo()).To(Equal(want))
+			vs := &networkingv1.VirtualService{}
+			g.Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateVirtualService("target")}, vs)).To(Succeed())
+			g.Expect(vs.Spec.GetExportTo()).To(Equal(want))
+			private := &corev1.Service{}
+			g.Expect(k8s.Get(testCtx, privateKey, private)).To(Succeed())
+			g.Expect(private.Annotations).To(HaveKeyWithValue("networking.istio.io/exportTo", ".,"+resolverNS))
+		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
+
+		private := &corev1.Service{}
+		Expect(k8s.Get(testCtx, privateKey, private)).To(Succeed())
+		patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"networking.istio.io/exportTo":"."}}}`))
+		Expect(k8s.Patch(testCtx, private, patch)).To(Succeed())
+		Eventually(func(g Gomega) {
+			got := &corev1.Service{}
+			g.Expect(k8s.Get(testCtx, privateKey, got)).To(Succeed())
+			g.Expect(got.Annotations).To(HaveKeyWithValue("networking.istio.io/exportTo", ".,"+resolverNS))
 		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
 	})
 })

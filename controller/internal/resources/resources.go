@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	apinetworking "istio.io/api/networking/v1alpha3"
@@ -38,10 +39,24 @@ func owner(es *v1alpha1.ElastiService) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(es, v1alpha1.GroupVersion.WithKind("ElastiService"))}
 }
 
+// AnnotationExportTo is Istio's per-Service visibility annotation, comma-separated.
+const AnnotationExportTo = "networking.istio.io/exportTo"
+
+// exportTo is where the private Service and the replay routes are visible: the resolver's
+// namespace, whose sidecar replays through them, and their own, explicitly, so that a mesh-wide
+// default of "." (default{Service,DestinationRule,VirtualService}ExportTo) cannot hide them
+// from the resolver, and no other namespace's sidecars carry them.
+func exportTo(es *v1alpha1.ElastiService, resolverNamespace string) []string {
+	if resolverNamespace == es.Namespace {
+		return []string{"."} // Istio refuses "." beside its own namespace
+	}
+	return []string{".", resolverNamespace}
+}
+
 // PrivateService selects the target's pods with every port of the public Service. The resolver
 // replays through it and the controller reads the target's readiness from its EndpointSlices;
 // unlike the public Service, it never points at the resolver.
-func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.Service {
+func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
 	ports := make([]corev1.ServicePort, 0, len(public.Spec.Ports))
 	for _, p := range public.Spec.Ports {
 		ports = append(ports, corev1.ServicePort{
@@ -57,6 +72,7 @@ func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.
 			Name:            names.PrivateService(es.Spec.Service),
 			Namespace:       es.Namespace,
 			Labels:          labels(es, ComponentPrivateService),
+			Annotations:     map[string]string{AnnotationExportTo: strings.Join(exportTo(es, resolverNamespace), ",")},
 			OwnerReferences: owner(es),
 		},
 		Spec: corev1.ServiceSpec{
@@ -147,10 +163,11 @@ func ResolverSliceNames(es *v1alpha1.ElastiService) []string {
 // DestinationRules of the host as istiod merged them) on the private host, so that the
 // resolver's sidecar can reach the subset the original route named with the same TLS and
 // connection settings.
-func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain string) *networkingv1.DestinationRule {
+func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain, resolverNamespace string) *networkingv1.DestinationRule {
 	spec := &apinetworking.DestinationRule{
 		Host:          names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain),
 		TrafficPolicy: proto.Clone(public.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
+		ExportTo:      exportTo(es, resolverNamespace),
 	}
 	for _, s := range public.GetSubsets() {
 		spec.Subsets = append(spec.Subsets, proto.Clone(s).(*apinetworking.Subset))
@@ -172,9 +189,9 @@ func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.Des
 
 // ReplayVirtualService routes a replay on the private host to the subset named by the
 // X-Elasti-Subset header that the public route's rewrite set, and to any pod otherwise.
-func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain string) *networkingv1.VirtualService {
+func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, resolverNamespace string) *networkingv1.VirtualService {
 	host := names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain)
-	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}}
+	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}, ExportTo: exportTo(es, resolverNamespace)}
 	for _, s := range subsets {
 		spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
 			Name: "subset-" + s,
