@@ -188,10 +188,15 @@ func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.Des
 }
 
 // ReplayVirtualService routes a replay on the private host to the subset named by the
-// X-Elasti-Subset header that the public route's rewrite set, and to any pod otherwise.
+// X-Elasti-Subset header that the resolver sets for it, and to any pod otherwise. Every route
+// removes elasti's headers once matched: the resolver strips the rest, but X-Elasti-Subset it
+// sends for this match, and the target must not see it.
 func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, resolverNamespace string) *networkingv1.VirtualService {
 	host := names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain)
 	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}, ExportTo: exportTo(es, resolverNamespace)}
+	strip := func() *apinetworking.Headers {
+		return &apinetworking.Headers{Request: &apinetworking.Headers_HeaderOperations{Remove: v1alpha1.Headers()}}
+	}
 	for _, s := range subsets {
 		spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
 			Name: "subset-" + s,
@@ -200,12 +205,14 @@ func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, 
 					headerKey(v1alpha1.HeaderSubset): {MatchType: &apinetworking.StringMatch_Exact{Exact: s}},
 				},
 			}},
-			Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host, Subset: s}}},
+			Route:   []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host, Subset: s}}},
+			Headers: strip(),
 		})
 	}
 	spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
-		Name:  "any",
-		Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host}}},
+		Name:    "any",
+		Route:   []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host}}},
+		Headers: strip(),
 	})
 	vs := &networkingv1.VirtualService{
 		ObjectMeta: metav1.ObjectMeta{

@@ -96,6 +96,21 @@ func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 	}
 }
 
+// The resolver sends X-Elasti-Subset for the replay route's match; the route must drop it, and
+// every other elasti header, before the request reaches the target.
+func TestReplayVirtualServiceRemovesElastiHeaders(t *testing.T) {
+	es, _ := fixtures()
+	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
+	for _, r := range vs.Spec.GetHttp() {
+		removed := r.GetHeaders().GetRequest().GetRemove()
+		for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderPort, v1alpha1.HeaderSubset, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSignature} {
+			if !slices.Contains(removed, h) {
+				t.Errorf("route %s removes %q, not %s", r.GetName(), removed, h)
+			}
+		}
+	}
+}
+
 // A mesh whose meshConfig sets default{Service,DestinationRule,VirtualService}ExportTo: ["."]
 // hides objects without an exportTo from the resolver in its own namespace: everything the
 // resolver replays through is exported to it, and to nowhere else but its own namespace.
