@@ -74,6 +74,7 @@ var _ = Describe("The replay routes", func() {
 			g.Expect(routes).To(Equal([]string{"subset-v3", "any"}))
 		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
 	})
+
 	It("exports the private Service and the replay routes to the resolver's namespace, and puts that back", func() {
 		f := newFixture(3600)
 		want := []string{".", resolverNS}

@@ -432,11 +432,11 @@ func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.Elasti
 
 // destinationRuleFor returns the DestinationRules of the public host merged as istiod merges
 // them for a sidecar in the Service's namespace. The resolver sends the replay, but the subsets
-// and traffic policy that a route means are its caller's: the Service's namespace is the view of
-// every caller without a rule of its own for the host (istiod falls back to the Service's
-// namespace, then the root namespace), and the one the Service's owner writes. A caller whose
-// own namespace has a rule for the host is replayed by the Service's view: a subset defined only
-// there goes to any pod.
+// and traffic policy that a route means are its caller's: the Service's namespace is, but for its
+// rules exported nowhere else, the view of every caller without a rule of its own for the host
+// (istiod falls back to the Service's namespace's exported rules, then the root namespace's), and
+// the one the Service's owner writes. A caller whose own namespace has a rule for the host is
+// replayed by the Service's view: a subset defined only there goes to any pod.
 func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.ElastiService) (*apinetworking.DestinationRule, error) {
 	fqdn := names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
 	var drs []*networkingv1.DestinationRule
