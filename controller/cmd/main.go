@@ -63,6 +63,7 @@ type options struct {
 	resolverService                      string
 	resolverPort                         int
 	clusterDomain                        string
+	istioRootNamespace                   string
 	drainDelay, triggerInterval          time.Duration
 	activityAuth                         string
 	activityUsers                        string
@@ -102,6 +103,7 @@ func run() error {
 	flag.StringVar(&o.resolverService, "resolver-service", "elasti-system/elasti-resolver", "namespace/name of the resolver's Service.")
 	flag.IntVar(&o.resolverPort, "resolver-port", 8012, "The resolver's HTTP port.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain.")
+	flag.StringVar(&o.istioRootNamespace, "istio-root-namespace", "istio-system", "Istio's root namespace (meshConfig.rootNamespace), whose DestinationRules apply mesh-wide.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "How long Proxy mode stays programmed before a target goes to zero, so that every caller's proxy follows the routes first.")
 	flag.DurationVar(&o.triggerInterval, "trigger-retry-interval", 30*time.Second, "How soon triggers that could not be read are asked again. Triggers are otherwise asked only when a cooldown would expire.")
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
@@ -274,6 +276,7 @@ func lead(ctx context.Context, term int, sh *shared) error {
 			ResolverService:   resolverName,
 			ResolverPort:      int32(o.resolverPort),
 			ClusterDomain:     o.clusterDomain,
+			MeshRootNamespace: o.istioRootNamespace,
 			DrainDelay:        o.drainDelay,
 			TriggerInterval:   o.triggerInterval,
 			Istio:             istio,

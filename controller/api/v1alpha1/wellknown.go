@@ -17,6 +17,11 @@ const (
 	HeaderSignature = "X-Elasti-Signature"
 )
 
+// Headers lists every header above: they are for the resolver, and none may reach a target.
+func Headers() []string {
+	return []string{HeaderTarget, HeaderPort, HeaderSubset, HeaderRestoreKey, HeaderSignature}
+}
+
 // Labels and annotations that elasti puts on the objects it creates or edits.
 const (
 	// LabelElastiService names the ElastiService that owns or edited an object.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,11 +30,13 @@ import (
 )
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
-	want, have := resources.PrivateService(es, public), &corev1.Service{}
+	want, have := resources.PrivateService(es, public, r.ResolverNamespace), &corev1.Service{}
 	// Every field that says where the resolver's replays go: a private Service edited into an
-	// ExternalName, a NodePort, external IPs or another selector is put back.
+	// ExternalName, a NodePort, external IPs, another selector or hidden from the resolver is
+	// put back.
 	return r.upsert(ctx, want, have, func() bool {
-		return have.Spec.Type == want.Spec.Type && have.Spec.ExternalName == want.Spec.ExternalName &&
+		return have.Annotations[resources.AnnotationExportTo] == want.Annotations[resources.AnnotationExportTo] &&
+			have.Spec.Type == want.Spec.Type && have.Spec.ExternalName == want.Spec.ExternalName &&
 			have.Spec.PublishNotReadyAddresses == want.Spec.PublishNotReadyAddresses &&
 			equality.Semantic.DeepEqual(have.Spec.ExternalIPs, want.Spec.ExternalIPs) &&
 			equality.Semantic.DeepEqual(have.Spec.Selector, want.Spec.Selector) &&
@@ -42,24 +45,29 @@ func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.Elas
 		have.Spec.Type, have.Spec.ExternalName, have.Spec.ExternalIPs = want.Spec.Type, want.Spec.ExternalName, want.Spec.ExternalIPs
 		have.Spec.PublishNotReadyAddresses = want.Spec.PublishNotReadyAddresses
 		have.Spec.Selector, have.Spec.Ports = want.Spec.Selector, want.Spec.Ports
+		if have.Annotations == nil {
+			have.Annotations = map[string]string{}
+		}
+		have.Annotations[resources.AnnotationExportTo] = want.Annotations[resources.AnnotationExportTo]
 	})
 }
 
-// ensureReplayRoutes mirrors the public DestinationRule onto the private host, with a
-// VirtualService that picks the subset the resolver names, or removes both when there is none.
-func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.ElastiService, public *networkingv1.DestinationRule) error {
+// ensureReplayRoutes mirrors the public host's DestinationRule (as istiod merged it) onto the
+// private host, with a VirtualService that picks the subset the resolver names, or removes both
+// when there is none.
+func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.ElastiService, public *apinetworking.DestinationRule) error {
 	drKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateDestinationRule(es.Spec.Service)}
 	vsKey := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateVirtualService(es.Spec.Service)}
 	if public == nil {
 		return r.deleteAll(ctx, &networkingv1.DestinationRule{ObjectMeta: objectMeta(drKey)},
 			&networkingv1.VirtualService{ObjectMeta: objectMeta(vsKey)})
 	}
-	dr := resources.ReplayDestinationRule(es, public, r.ClusterDomain)
+	dr := resources.ReplayDestinationRule(es, public, r.ClusterDomain, r.ResolverNamespace)
 	var subsets []string
-	for _, s := range public.Spec.GetSubsets() {
+	for _, s := range public.GetSubsets() {
 		subsets = append(subsets, s.GetName())
 	}
-	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain)
+	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain, r.ResolverNamespace)
 
 	haveDR := &networkingv1.DestinationRule{}
 	if err := r.upsert(ctx, dr, haveDR, func() bool { return proto.Equal(&haveDR.Spec, &dr.Spec) }, func() {

@@ -28,9 +28,21 @@ const (
 	indexFQDN = "elasti.dev/fqdn"
 	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP destination and
 	// "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
-	// DestinationRules, the FQDN of the host.
+	// DestinationRules, the FQDN of the host, or wildcardHost for any wildcard host.
 	indexRoutesTo = "elasti.dev/routes-to"
+	// wildcardHost is the indexRoutesTo value of every DestinationRule with a wildcard host: few
+	// exist, and which Services one matches is a suffix test, not an index lookup.
+	wildcardHost = "*"
 )
+
+// destinationRuleHost is the indexRoutesTo value of a DestinationRule.
+func (r *Reconciler) destinationRuleHost(dr *networkingv1.DestinationRule) string {
+	h := routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain)
+	if strings.HasPrefix(h, "*") {
+		return wildcardHost
+	}
+	return h
+}
 
 // rewrittenFor is the indexRoutesTo value of destinations rewritten for an ElastiService.
 func rewrittenFor(key string) string { return "elastiservice:" + key }
@@ -62,8 +74,7 @@ func (r *Reconciler) setupIndexes(ctx context.Context, indexer client.FieldIndex
 		return err
 	}
 	return indexer.IndexField(ctx, &networkingv1.DestinationRule{}, indexRoutesTo, func(o client.Object) []string {
-		dr := o.(*networkingv1.DestinationRule)
-		return []string{routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain)}
+		return []string{r.destinationRuleHost(o.(*networkingv1.DestinationRule))}
 	})
 }
 
@@ -138,8 +149,23 @@ func (r *Reconciler) mapVirtualService(ctx context.Context, o client.Object) []r
 	return reqs
 }
 
-// mapDestinationRule maps a DestinationRule to the ElastiServices of its host.
+// mapDestinationRule maps a DestinationRule to the ElastiServices of its host, or of every host
+// its wildcard matches.
 func (r *Reconciler) mapDestinationRule(ctx context.Context, o client.Object) []reconcile.Request {
 	dr := o.(*networkingv1.DestinationRule)
-	return r.byIndex(ctx, indexFQDN, routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain))
+	if h := r.destinationRuleHost(dr); h != wildcardHost {
+		return r.byIndex(ctx, indexFQDN, h)
+	}
+	var list v1alpha1.ElastiServiceList
+	if err := r.List(ctx, &list); err != nil {
+		return nil
+	}
+	pattern := routes.Normalize(dr.Spec.GetHost(), dr.Namespace, r.ClusterDomain)
+	var reqs []reconcile.Request
+	for _, es := range list.Items {
+		if routes.HostMatches(pattern, names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: es.Namespace, Name: es.Name}})
+		}
+	}
+	return reqs
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -73,6 +74,9 @@ type Config struct {
 	TriggerInterval time.Duration
 	// Istio is true when the VirtualService and DestinationRule kinds exist.
 	Istio bool
+	// MeshRootNamespace is Istio's root namespace (meshConfig.rootNamespace), whose
+	// DestinationRules apply mesh-wide; istio-system when empty.
+	MeshRootNamespace string
 	// RouteSigner signs the headers of rewritten routes; the resolver believes no unsigned one.
 	RouteSigner *routesig.Signer
 }
@@ -276,7 +280,7 @@ type observed struct {
 	ready           int32
 	resolvers       []discoveryv1.Endpoint
 	virtualServices []*networkingv1.VirtualService
-	destinationRule *networkingv1.DestinationRule
+	destinationRule *apinetworking.DestinationRule
 	triggers        triggers.Result
 	lastActivity    time.Time
 	// reason and terminal describe a gather error: a CamelCase reason, and whether only a
@@ -442,30 +446,34 @@ func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.Elasti
 	return out, nil
 }
 
-// destinationRuleFor finds the DestinationRule for the public host: the one in the Service's
-// namespace if there is one, as Istio prefers it, else the first by namespace and name.
-func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.ElastiService) (*networkingv1.DestinationRule, error) {
-	var list networkingv1.DestinationRuleList
+// destinationRuleFor returns the DestinationRules of the public host merged as istiod merges
+// them for a sidecar in the Service's namespace. The resolver sends the replay, but the subsets
+// and traffic policy that a route means are its caller's: the Service's namespace is, but for its
+// rules exported nowhere else, the view of every caller without a rule of its own for the host
+// (istiod falls back to the Service's namespace's exported rules, then the root namespace's), and
+// the one the Service's owner writes. A caller whose own namespace has a rule for the host is
+// replayed by the Service's view: a subset defined only there goes to any pod.
+func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.ElastiService) (*apinetworking.DestinationRule, error) {
 	fqdn := names.ServiceFQDN(es.Spec.Service, es.Namespace, r.ClusterDomain)
-	if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: fqdn}); err != nil {
-		return nil, fmt.Errorf("listing DestinationRules: %w", err)
-	}
-	var best *networkingv1.DestinationRule
-	for _, dr := range list.Items {
-		if dr.Labels[v1alpha1.LabelComponent] != "" {
-			continue
+	var drs []*networkingv1.DestinationRule
+	for _, value := range []string{fqdn, wildcardHost} {
+		var list networkingv1.DestinationRuleList
+		if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: value}); err != nil {
+			return nil, fmt.Errorf("listing DestinationRules: %w", err)
 		}
-		switch {
-		case best == nil:
-			best = dr
-		case dr.Namespace == es.Namespace && best.Namespace != es.Namespace:
-			best = dr
-		case (dr.Namespace == es.Namespace) == (best.Namespace == es.Namespace) &&
-			dr.Namespace+"/"+dr.Name < best.Namespace+"/"+best.Name:
-			best = dr
+		for _, dr := range list.Items {
+			if dr.Labels[v1alpha1.LabelComponent] == "" {
+				drs = append(drs, dr)
+			}
 		}
 	}
-	return best, nil
+	root := r.MeshRootNamespace
+	if root == "" {
+		root = "istio-system"
+	}
+	return routes.EffectiveDestinationRule(drs, fqdn, routes.DestinationRuleScope{
+		Caller: es.Namespace, Service: es.Namespace, Root: root, Domain: r.ClusterDomain,
+	}), nil
 }
 
 func (r *Reconciler) setCondition(es *v1alpha1.ElastiService, typ string, ok bool, reason, msg string) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 	apinetworking "istio.io/api/networking/v1alpha3"
@@ -28,9 +29,6 @@ const (
 	ComponentProxyService   = v1alpha1.ComponentProxyService
 )
 
-// AnnotationExportTo is Istio's per-Service visibility annotation.
-const AnnotationExportTo = "networking.istio.io/exportTo"
-
 func labels(es *v1alpha1.ElastiService, component string) map[string]string {
 	return map[string]string{
 		v1alpha1.LabelManagedBy:     v1alpha1.ManagedByValue,
@@ -43,16 +41,31 @@ func owner(es *v1alpha1.ElastiService) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(es, v1alpha1.GroupVersion.WithKind("ElastiService"))}
 }
 
+// AnnotationExportTo is Istio's per-Service visibility annotation, comma-separated.
+const AnnotationExportTo = "networking.istio.io/exportTo"
+
+// exportTo is where the private Service and the replay routes are visible: the resolver's
+// namespace, whose sidecar replays through them, and their own, explicitly, so that a mesh-wide
+// default of "." (default{Service,DestinationRule,VirtualService}ExportTo) cannot hide them
+// from the resolver, and no other namespace's sidecars carry them.
+func exportTo(es *v1alpha1.ElastiService, resolverNamespace string) []string {
+	if resolverNamespace == es.Namespace {
+		return []string{"."} // Istio refuses "." beside its own namespace
+	}
+	return []string{".", resolverNamespace}
+}
+
 // PrivateService selects the target's pods with every port of the public Service. The resolver
 // replays through it and the controller reads the target's readiness from its EndpointSlices;
 // unlike the public Service, it never points at the resolver.
-func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service) *corev1.Service {
+func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
 	ports := copyPorts(public, func(p corev1.ServicePort) intstr.IntOrString { return p.TargetPort })
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            names.PrivateService(es.Spec.Service),
 			Namespace:       es.Namespace,
 			Labels:          labels(es, ComponentPrivateService),
+			Annotations:     map[string]string{AnnotationExportTo: strings.Join(exportTo(es, resolverNamespace), ",")},
 			OwnerReferences: owner(es),
 		},
 		Spec: corev1.ServiceSpec{
@@ -204,18 +217,20 @@ func ResolverSliceNames(es *v1alpha1.ElastiService) []string {
 	return []string{names.ResolverSlice(es.Spec.Service, "ipv4"), names.ResolverSlice(es.Spec.Service, "ipv6")}
 }
 
-// ReplayDestinationRule declares the public DestinationRule's subsets and traffic policy on the
-// private host, so that the resolver's sidecar can reach the subset the original route named
-// with the same TLS and connection settings.
-func ReplayDestinationRule(es *v1alpha1.ElastiService, public *networkingv1.DestinationRule, domain string) *networkingv1.DestinationRule {
+// ReplayDestinationRule declares the public host's subsets and traffic policy (the
+// DestinationRules of the host as istiod merged them) on the private host, so that the
+// resolver's sidecar can reach the subset the original route named with the same TLS and
+// connection settings.
+func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain, resolverNamespace string) *networkingv1.DestinationRule {
 	spec := &apinetworking.DestinationRule{
 		Host:          names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain),
-		TrafficPolicy: proto.Clone(public.Spec.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
+		TrafficPolicy: proto.Clone(public.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
+		ExportTo:      exportTo(es, resolverNamespace),
 	}
-	for _, s := range public.Spec.GetSubsets() {
+	for _, s := range public.GetSubsets() {
 		spec.Subsets = append(spec.Subsets, proto.Clone(s).(*apinetworking.Subset))
 	}
-	if public.Spec.GetTrafficPolicy() == nil {
+	if public.GetTrafficPolicy() == nil {
 		spec.TrafficPolicy = nil
 	}
 	dr := &networkingv1.DestinationRule{
@@ -231,10 +246,15 @@ func ReplayDestinationRule(es *v1alpha1.ElastiService, public *networkingv1.Dest
 }
 
 // ReplayVirtualService routes a replay on the private host to the subset named by the
-// X-Elasti-Subset header that the public route's rewrite set, and to any pod otherwise.
-func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain string) *networkingv1.VirtualService {
+// X-Elasti-Subset header that the resolver sets for it, and to any pod otherwise. Every route
+// removes elasti's headers once matched: the resolver strips the rest, but X-Elasti-Subset it
+// sends for this match, and the target must not see it.
+func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, resolverNamespace string) *networkingv1.VirtualService {
 	host := names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain)
-	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}}
+	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}, ExportTo: exportTo(es, resolverNamespace)}
+	strip := func() *apinetworking.Headers {
+		return &apinetworking.Headers{Request: &apinetworking.Headers_HeaderOperations{Remove: v1alpha1.Headers()}}
+	}
 	for _, s := range subsets {
 		spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
 			Name: "subset-" + s,
@@ -243,12 +263,14 @@ func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain s
 					headerKey(v1alpha1.HeaderSubset): {MatchType: &apinetworking.StringMatch_Exact{Exact: s}},
 				},
 			}},
-			Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host, Subset: s}}},
+			Route:   []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host, Subset: s}}},
+			Headers: strip(),
 		})
 	}
 	spec.Http = append(spec.Http, &apinetworking.HTTPRoute{
-		Name:  "any",
-		Route: []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host}}},
+		Name:    "any",
+		Route:   []*apinetworking.HTTPRouteDestination{{Destination: &apinetworking.Destination{Host: host}}},
+		Headers: strip(),
 	})
 	vs := &networkingv1.VirtualService{
 		ObjectMeta: metav1.ObjectMeta{

@@ -2,9 +2,11 @@ package resources
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apinetworking "istio.io/api/networking/v1alpha3"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,7 +131,7 @@ func TestProxyService(t *testing.T) {
 
 func TestPrivateServiceCopiesSelectorAndPorts(t *testing.T) {
 	es, svc := fixtures()
-	got := PrivateService(es, svc)
+	got := PrivateService(es, svc, "elasti-system")
 	if got.Name != "shop-elasti-private" || got.Namespace != "shop" {
 		t.Errorf("name = %s/%s, want shop/shop-elasti-private", got.Namespace, got.Name)
 	}
@@ -143,7 +145,7 @@ func TestPrivateServiceCopiesSelectorAndPorts(t *testing.T) {
 
 func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 	es, _ := fixtures()
-	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local")
+	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
 	if n := len(vs.Spec.Http); n != 3 {
 		t.Fatalf("got %d routes, want one per subset and a default", n)
 	}
@@ -156,16 +158,59 @@ func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 	}
 }
 
+// The resolver sends X-Elasti-Subset for the replay route's match; the route must drop it, and
+// every other elasti header, before the request reaches the target.
+func TestReplayVirtualServiceRemovesElastiHeaders(t *testing.T) {
+	es, _ := fixtures()
+	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
+	for _, r := range vs.Spec.GetHttp() {
+		removed := r.GetHeaders().GetRequest().GetRemove()
+		for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderPort, v1alpha1.HeaderSubset, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSignature} {
+			if !slices.Contains(removed, h) {
+				t.Errorf("route %s removes %q, not %s", r.GetName(), removed, h)
+			}
+		}
+	}
+}
+
+// A mesh whose meshConfig sets default{Service,DestinationRule,VirtualService}ExportTo: ["."]
+// hides objects without an exportTo from the resolver in its own namespace: everything the
+// resolver replays through is exported to it, and to nowhere else but its own namespace.
+func TestReplayObjectsAreExportedToTheResolver(t *testing.T) {
+	es, svc := fixtures()
+	dr := &apinetworking.DestinationRule{Host: "shop"}
+	tests := map[string]struct {
+		resolverNamespace string
+		want              []string
+	}{
+		"resolver elsewhere":             {"elasti-system", []string{".", "elasti-system"}},
+		"resolver in the same namespace": {"shop", []string{"."}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := map[string][]string{
+				"private Service":        strings.Split(PrivateService(es, svc, tc.resolverNamespace).Annotations["networking.istio.io/exportTo"], ","),
+				"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
+				"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
+			}
+			for obj, exp := range got {
+				if !slices.Equal(exp, tc.want) {
+					t.Errorf("%s: exportTo = %q, want %q", obj, exp, tc.want)
+				}
+			}
+		})
+	}
+}
+
 // The controller's admission policy (charts/elasti/admission) lets it write only objects with
 // elasti's managed-by label: everything built here must carry it.
 func TestEverythingBuiltIsLabelled(t *testing.T) {
 	es, svc := fixtures()
-	dr := &networkingv1.DestinationRule{}
-	dr.Spec.Host = "shop"
+	dr := &apinetworking.DestinationRule{Host: "shop"}
 	objs := map[string]metav1.Object{
-		"private Service":        PrivateService(es, svc),
-		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local"),
-		"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local"),
+		"private Service":        PrivateService(es, svc, "elasti-system"),
+		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local", "elasti-system"),
+		"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local", "elasti-system"),
 	}
 	for _, s := range ResolverSlices(es, svc, endpoints("10.0.0.5", "fd00::5"), 8012) {
 		objs["resolver EndpointSlice "+s.Name] = s

@@ -8,6 +8,10 @@
 // the destination also carries, so a restore finds it even after the user added, removed or
 // reordered routes while in Proxy mode. A restore puts back only what the rewrite changed and
 // keeps whatever the user edited since, such as a weight.
+//
+// Host names and DestinationRules are read as istiod reads them (Normalize,
+// EffectiveDestinationRule), so that elasti moves exactly the routes Istio sends to the target
+// and replays them to the subset they named.
 package routes
 
 import (
@@ -16,6 +20,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,21 +64,20 @@ func (t Target) sign(set map[string]string) string {
 // FQDN is the target Service's fully qualified host.
 func (t Target) FQDN() string { return names.ServiceFQDN(t.Service, t.Namespace, t.Domain) }
 
-// Normalize returns the FQDN that a destination host names, for a VirtualService in namespace
-// vsNamespace. A short name is relative to the VirtualService's namespace, as Istio reads it;
-// "svc.ns" and "svc.ns.svc" are completed too, because users write them and mean the Service.
-func Normalize(host, vsNamespace, domain string) string {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	switch strings.Count(host, ".") {
-	case 0:
-		return host + "." + vsNamespace + ".svc." + domain
-	case 1:
-		return host + ".svc." + domain
+// Normalize returns the host that a destination or DestinationRule host names, for an object in
+// namespace ns, as Istio reads it (ResolveShortnameToFQDN): only a name without a dot (and not
+// "*" or an IP address) is relative to the object's namespace. Anything with a dot is a literal
+// host, kept byte for byte: Istio names the cluster after it verbatim, so "svc.ns", "svc.ns.svc",
+// a capital letter or a trailing dot name no cluster of the Service, and elasti must not make
+// such a route work in Proxy mode only.
+func Normalize(host, ns, domain string) string {
+	if host == "" || host == "*" || strings.Contains(host, ".") {
+		return host
 	}
-	if strings.HasSuffix(host, ".svc") {
-		return host + "." + domain
+	if _, err := netip.ParseAddr(host); err == nil {
+		return host // an IPv6 address has no dot either
 	}
-	return host
+	return host + "." + ns + ".svc." + domain
 }
 
 // record is what the annotation keeps for one rewritten destination.

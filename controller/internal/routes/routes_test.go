@@ -257,13 +257,18 @@ func TestRestoreLeavesOtherTargetsAlone(t *testing.T) {
 	}
 }
 
+// Istio expands only a name without a dot; everything else is the literal name of a cluster.
 func TestNormalize(t *testing.T) {
 	tests := map[string]struct{ host, ns, want string }{
 		"short name is relative to the VirtualService": {"target", "shop", "target.shop.svc.cluster.local"},
-		"namespace-qualified":                          {"target.shop", "other", "target.shop.svc.cluster.local"},
-		"svc suffix":                                   {"target.shop.svc", "other", "target.shop.svc.cluster.local"},
-		"fqdn with trailing dot and capitals":          {"Target.shop.svc.cluster.local.", "other", "target.shop.svc.cluster.local"},
-		"external host stays":                          {"api.example.com", "shop", "api.example.com"},
+		"fqdn":                                  {"target.shop.svc.cluster.local", "other", "target.shop.svc.cluster.local"},
+		"namespace-qualified is literal":        {"target.shop", "other", "target.shop"},
+		"svc suffix is literal":                 {"target.shop.svc", "other", "target.shop.svc"},
+		"capitals and trailing dot are literal": {"Target.shop.svc.cluster.local.", "other", "Target.shop.svc.cluster.local."},
+		"external host stays":                   {"api.example.com", "shop", "api.example.com"},
+		"wildcard stays":                        {"*", "shop", "*"},
+		"ipv6 address stays":                    {"fd00::1", "shop", "fd00::1"},
+		"empty stays empty":                     {"", "shop", ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
