@@ -365,26 +365,48 @@ func writeRecords(vs *networkingv1.VirtualService, recs map[string]record) error
 	return nil
 }
 
-// Visible reports whether vs is in effect for callers of a Service in serviceNamespace that is
-// exported to serviceExportTo (the networking.istio.io/exportTo annotation, split on commas;
-// empty means everywhere). A VirtualService exported nowhere ("~") routes nothing, and one in a
-// namespace that cannot see the Service cannot route to it.
+// Visible reports whether vs is in effect for some caller of a Service in serviceNamespace that
+// is exported to serviceExportTo (the networking.istio.io/exportTo annotation, split on commas;
+// empty means everywhere). Istio applies a VirtualService to a caller that both it and the
+// Service are exported to, wherever the VirtualService lives: so a VirtualService in another
+// namespace routes a Service exported only to its own namespace when it is exported there too.
+// One exported nowhere ("~") routes nothing.
 func Visible(vs *networkingv1.VirtualService, serviceNamespace string, serviceExportTo []string) bool {
-	exp := vs.Spec.GetExportTo()
-	if len(exp) == 1 && exp[0] == "~" {
-		return false
-	}
-	if len(serviceExportTo) == 0 {
+	svc, svcAll := exportedTo(serviceExportTo, serviceNamespace)
+	routes, routesAll := exportedTo(vs.Spec.GetExportTo(), vs.Namespace)
+	switch {
+	case svcAll && routesAll:
 		return true
+	case svcAll:
+		return len(routes) > 0
+	case routesAll:
+		return len(svc) > 0
 	}
-	for _, e := range serviceExportTo {
-		e = strings.TrimSpace(e)
-		switch {
-		case e == "*", e == vs.Namespace:
-			return true
-		case e == "." && vs.Namespace == serviceNamespace:
+	for ns := range svc {
+		if routes[ns] {
 			return true
 		}
 	}
 	return false
+}
+
+// exportedTo reads an exportTo list of an object in namespace ns: the namespaces it names, or
+// all of them (an empty list, as Istio's default, or "*").
+func exportedTo(list []string, ns string) (map[string]bool, bool) {
+	if len(list) == 0 {
+		return nil, true
+	}
+	out := map[string]bool{}
+	for _, e := range list {
+		switch e = strings.TrimSpace(e); e {
+		case "*":
+			return nil, true
+		case "~", "":
+		case ".":
+			out[ns] = true
+		default:
+			out[e] = true
+		}
+	}
+	return out, false
 }

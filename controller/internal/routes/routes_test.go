@@ -291,12 +291,17 @@ func TestVisible(t *testing.T) {
 		exportTo []string
 		want     bool
 	}{
-		"defaults":                             {vs("gw"), nil, true},
-		"exported nowhere":                     {vs("shop", "~"), nil, false},
-		"service private, same namespace":      {vs("shop"), []string{"."}, true},
-		"service private, other namespace":     {vs("gw"), []string{"."}, false},
-		"service exported to the VS namespace": {vs("gw"), []string{"gw"}, true},
-		"service exported everywhere":          {vs("gw"), []string{"*"}, true},
+		"defaults":                        {vs("gw"), nil, true},
+		"exported nowhere":                {vs("shop", "~"), nil, false},
+		"service private, same namespace": {vs("shop"), []string{"."}, true},
+		// Callers in shop see both the Service and a VirtualService exported everywhere.
+		"service private, VS elsewhere exported everywhere": {vs("gw"), []string{"."}, true},
+		"service private, VS elsewhere exported to shop":    {vs("gw", "shop"), []string{"."}, true},
+		"service private, VS elsewhere private":             {vs("gw", "."), []string{"."}, false},
+		"service and VS exported to disjoint namespaces":    {vs("gw", "a", "b"), []string{"c", "."}, false},
+		"service exported nowhere":                          {vs("gw"), []string{"~"}, false},
+		"service exported to the VS namespace":              {vs("gw"), []string{"gw"}, true},
+		"service exported everywhere":                       {vs("gw"), []string{"*"}, true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
