@@ -33,6 +33,9 @@ const (
 	AnnotationOriginalRoutes = "elasti.dev/original-routes"
 	// Finalizer lets the controller restore routes and replicas before an ElastiService goes.
 	Finalizer = "elasti.dev/finalizer"
+	// FieldManager is the field manager of every write the controller makes, so that
+	// managedFields name elasti, and GitOps tools can be told to ignore what it owns.
+	FieldManager = "elasti-controller"
 )
 
 // Condition types.

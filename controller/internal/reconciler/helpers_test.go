@@ -74,6 +74,14 @@ func setResolverReady(ready bool) {
 	setEndpoints(resolverNS, resolverSvc, n)
 }
 
+// resetFakes puts the suite's fakes back as a spec expects to find them: Prometheus answering,
+// with no activity, and one resolver endpoint ready.
+func resetFakes() {
+	prom.active.Store(false)
+	prom.down.Store(false)
+	setResolverReady(true)
+}
+
 // setTargetReady gives the target n ready pods, as the EndpointSlice controller would show them
 // in both Services that select them: the public one and elasti's private one.
 func setTargetReady(namespace string, n int) {

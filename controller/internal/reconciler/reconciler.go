@@ -102,6 +102,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if r.pods == nil {
 		r.pods = mgr.GetAPIReader()
 	}
+	// Without it the API server names the binary (its User-Agent) as the field manager.
+	r.Client = client.WithFieldOwner(r.Client, v1alpha1.FieldManager)
 	if err := r.setupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("indexing ElastiServices: %w", err)
 	}
