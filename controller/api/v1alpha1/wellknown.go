@@ -66,6 +66,9 @@ const (
 	// ReasonWakeFailed makes Ready False: the last wake did not reach a ready endpoint within
 	// spec.wakeTimeout, and the target has not served since.
 	ReasonWakeFailed = "WakeFailed"
+	// ReasonServiceClaimed makes Ready False: another ElastiService claimed spec.service first,
+	// and this one does nothing while it exists.
+	ReasonServiceClaimed = "ServiceClaimed"
 )
 
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.

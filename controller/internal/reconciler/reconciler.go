@@ -118,6 +118,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("elastiservice").
 		For(&v1alpha1.ElastiService{}, builder.WithPredicates(esChanged)).
+		Watches(&v1alpha1.ElastiService{}, handler.EnqueueRequestsFromMapFunc(r.mapClaimants), builder.WithPredicates(claimsChanged)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapEndpointSlice)).
 		WithOptions(opts)
@@ -186,6 +187,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
+	switch owner, err := r.claimedBy(ctx, es); {
+	case err != nil:
+		r.setCondition(es, v1alpha1.ConditionReady, false, "ListFailed", err.Error())
+		return ctrl.Result{}, err
+	case owner != nil:
+		return ctrl.Result{}, r.refuse(ctx, es, owner)
+	}
 	now := r.now()
 	obs, err := r.gather(ctx, es, now)
 	if err != nil {
