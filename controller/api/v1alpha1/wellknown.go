@@ -69,6 +69,9 @@ const (
 	// ReasonServiceClaimed makes Ready False: another ElastiService claimed spec.service first,
 	// and this one does nothing while it exists.
 	ReasonServiceClaimed = "ServiceClaimed"
+	// ReasonUnsupportedPort makes Ready False: the Service has a port whose traffic is not HTTP,
+	// which the resolver cannot hold, so the target is kept awake and never goes to zero.
+	ReasonUnsupportedPort = "UnsupportedPort"
 )
 
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.

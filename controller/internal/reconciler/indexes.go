@@ -25,8 +25,8 @@ const (
 	indexPrivateService = "elasti.dev/private-service"
 	// indexFQDN is the public Service's cluster-local FQDN.
 	indexFQDN = "elasti.dev/fqdn"
-	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP destination and
-	// "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
+	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP, TCP and TLS destination
+	// and "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
 	// DestinationRules, the FQDN of the host.
 	indexRoutesTo = "elasti.dev/routes-to"
 )
@@ -72,6 +72,17 @@ func (r *Reconciler) virtualServiceTargets(vs *networkingv1.VirtualService) []st
 			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
 				out = append(out, rewrittenFor(key))
 			}
+		}
+	}
+	// A tcp or tls route keeps its Service's target awake (nonHTTPPorts).
+	for _, route := range vs.Spec.GetTcp() {
+		for _, d := range route.GetRoute() {
+			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
+		}
+	}
+	for _, route := range vs.Spec.GetTls() {
+		for _, d := range route.GetRoute() {
+			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
 		}
 	}
 	slices.Sort(out)

@@ -225,6 +225,7 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		DrainDelay:      r.DrainDelay,
 		WakeTimeout:     wakeTimeout(es),
 		WakeFailedAt:    timeOf(es.Status.LastWakeFailureTime),
+		UnsupportedPort: len(obs.nonHTTP) > 0,
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
 		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolverAddrs),
@@ -265,7 +266,11 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	}
 	// 4. Status.
 	r.recordActivity(es, obs.lastActivity)
-	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, readyMessage(d, es))
+	msg := readyMessage(d, es)
+	if d.Reason == v1alpha1.ReasonUnsupportedPort {
+		msg = decide.PortsMessage(obs.nonHTTP)
+	}
+	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, msg)
 
 	after := d.RequeueAfter
 	if obs.triggers.Err != nil {
@@ -285,6 +290,8 @@ type observed struct {
 	destinationRule *networkingv1.DestinationRule
 	triggers        triggers.Result
 	lastActivity    time.Time
+	// nonHTTP are the Service's ports whose traffic the resolver could not hold.
+	nonHTTP []decide.NonHTTPPort
 	// reason and terminal describe a gather error: a CamelCase reason, and whether only a
 	// change to some object (which a watch will report) can fix it.
 	reason   string
@@ -310,6 +317,10 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	if len(obs.public.Spec.Selector) == 0 {
 		obs.reason, obs.terminal = "ServiceHasNoSelector", true
 		return obs, fmt.Errorf("the Service %s has no selector, so elasti cannot find the target's pods", es.Spec.Service)
+	}
+	if obs.nonHTTP, err = r.nonHTTPPorts(ctx, es, obs.public); err != nil {
+		obs.reason = "ListFailed"
+		return obs, err
 	}
 
 	if obs.scale, err = r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef); err != nil {
