@@ -117,7 +117,7 @@ func TestPortsMessage(t *testing.T) {
 	if got, want := PortsMessage(one), `port 5432 "tcp-db" is TCP (name prefix); elasti can hold only HTTP requests, so the target is kept awake`; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	two := append(one, NonHTTPPort{Port: 6379, Name: "redis", Protocol: "Redis", Why: "name prefix"})
+	two := []NonHTTPPort{one[0], {Port: 6379, Name: "redis", Protocol: "Redis", Why: "name prefix"}}
 	if got, want := PortsMessage(two), `port 5432 "tcp-db" is TCP (name prefix), and 1 more; elasti can hold only HTTP requests, so the target is kept awake`; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -35,7 +35,7 @@ func managedBy(o client.Object, manager, subresource string) []metav1.ManagedFie
 // ownsField reports whether one of entries owns the field, such as "f:http".
 func ownsField(entries []metav1.ManagedFieldsEntry, field string) bool {
 	return slices.ContainsFunc(entries, func(e metav1.ManagedFieldsEntry) bool {
-		return e.FieldsV1 != nil && strings.Contains(string(e.FieldsV1.Raw), `"`+field+`"`)
+		return e.FieldsV1 != nil && strings.Contains(e.FieldsV1.GetRawString(), `"`+field+`"`)
 	})
 }
 
