@@ -38,6 +38,9 @@ const (
 	AnnotationOriginalRoutes = "elasti.dev/original-routes"
 	// Finalizer lets the controller restore routes and replicas before an ElastiService goes.
 	Finalizer = "elasti.dev/finalizer"
+	// FieldManager is the field manager of every write the controller makes, so that
+	// managedFields name elasti, and GitOps tools can be told to ignore what it owns.
+	FieldManager = "elasti-controller"
 )
 
 // Condition types.
@@ -68,6 +71,12 @@ const (
 	// ReasonWakeFailed makes Ready False: the last wake did not reach a ready endpoint within
 	// spec.wakeTimeout, and the target has not served since.
 	ReasonWakeFailed = "WakeFailed"
+	// ReasonServiceClaimed makes Ready False: another ElastiService claimed spec.service first,
+	// and this one does nothing while it exists.
+	ReasonServiceClaimed = "ServiceClaimed"
+	// ReasonUnsupportedPort makes Ready False: the Service has a port whose traffic is not HTTP,
+	// which the resolver cannot hold, so the target is kept awake and never goes to zero.
+	ReasonUnsupportedPort = "UnsupportedPort"
 )
 
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.

@@ -3,6 +3,9 @@
 //
 // The rules, in order of precedence:
 //
+//	a port that is not HTTP       -> Serve, and wake the target if it is at zero: the resolver
+//	                                 cannot hold that port's traffic. A Proxy already programmed
+//	                                 stays, while a resolver is ready, until the target is
 //	no ready resolver             -> Serve, and wake the target if it is at zero (fail open)
 //	woken in this Proxy period    -> Proxy until the target is ready, then Serve, idle or not;
 //	                                 not ready within the wake timeout: WakeFailed, and once
@@ -82,6 +85,8 @@ type Input struct {
 	WakeTimeout time.Duration
 	// WakeFailedAt is when a wake was last found to have failed; zero if never.
 	WakeFailedAt time.Time
+	// UnsupportedPort is true when the Service has a port that is not HTTP (NonHTTPPorts).
+	UnsupportedPort bool
 }
 
 // Decision is what the controller should do.
@@ -99,11 +104,25 @@ type Decision struct {
 	RecordWakeFailure bool
 }
 
-// Ready is the status of the Ready condition for d: False only while a wake has failed.
-func (d Decision) Ready() bool { return d.Reason != v1alpha1.ReasonWakeFailed }
+// Ready is the status of the Ready condition for d: False while a wake has failed, and while a
+// port keeps the target from going to zero.
+func (d Decision) Ready() bool {
+	return d.Reason != v1alpha1.ReasonWakeFailed && d.Reason != v1alpha1.ReasonUnsupportedPort
+}
 
 // Decide returns the Decision for in at time now.
 func Decide(in Input, now time.Time) Decision {
+	if in.UnsupportedPort {
+		d := Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort}
+		if in.Replicas == 0 {
+			d.Scale = ScaleUp
+		}
+		// Make before break for the HTTP callers held now; never into Proxy from Serve.
+		if in.Mode == v1alpha1.ModeProxy && in.ReadyEndpoints == 0 && in.ResolverReady {
+			d.Mode = v1alpha1.ModeProxy
+		}
+		return d
+	}
 	if !in.ResolverReady {
 		d := Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonNoResolverReady}
 		if in.Replicas == 0 {

@@ -32,6 +32,33 @@ func TestDecide(t *testing.T) {
 			edit: func(*Input) {},
 			want: Decision{Mode: v1alpha1.ModeServe, RequeueAfter: 4 * time.Minute, Reason: v1alpha1.ReasonActive},
 		},
+		"a port that is not HTTP keeps an idle target in serve": {
+			edit: func(in *Input) { in.UnsupportedPort, in.LastActivity = true, now.Add(-time.Hour) },
+			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
+		"a port that is not HTTP never enters proxy, even with no ready endpoint": {
+			edit: func(in *Input) { in.UnsupportedPort, in.ReadyEndpoints = true, 0 },
+			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
+		"a port that is not HTTP found at zero wakes and holds in proxy until ready": {
+			edit: func(in *Input) {
+				in.UnsupportedPort, in.Mode, in.Replicas, in.ReadyEndpoints = true, v1alpha1.ModeProxy, 0, 0
+				in.LastActivity = now.Add(-time.Hour)
+			},
+			want: Decision{Mode: v1alpha1.ModeProxy, Scale: ScaleUp, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
+		"a port that is not HTTP serves once the woken target is ready": {
+			edit: func(in *Input) {
+				in.UnsupportedPort, in.Mode, in.WokeAt = true, v1alpha1.ModeProxy, now.Add(-time.Second)
+			},
+			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
+		"a port that is not HTTP at zero with no resolver serves at once": {
+			edit: func(in *Input) {
+				in.UnsupportedPort, in.Mode, in.Replicas, in.ReadyEndpoints, in.ResolverReady = true, v1alpha1.ModeProxy, 0, 0, false
+			},
+			want: Decision{Mode: v1alpha1.ModeServe, Scale: ScaleUp, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
 		"idle in serve switches to proxy first and keeps the replicas": {
 			edit: func(in *Input) { in.LastActivity = now.Add(-cooldown) },
 			want: Decision{Mode: v1alpha1.ModeProxy, RequeueAfter: drain, Reason: v1alpha1.ReasonIdle},

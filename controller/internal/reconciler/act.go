@@ -97,12 +97,16 @@ func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same 
 	if err != nil {
 		return fmt.Errorf("reading %T %s: %w", want, want.GetName(), err)
 	}
-	if same() && hasLabels(have, want.GetLabels()) {
+	// The owner reference too: an ElastiService refused after it had created these objects
+	// (an older claim seen late) must not take them with it when it is deleted.
+	sameOwner := equality.Semantic.DeepEqual(have.GetOwnerReferences(), want.GetOwnerReferences())
+	if same() && hasLabels(have, want.GetLabels()) && sameOwner {
 		return nil
 	}
 	before := have.DeepCopyObject().(client.Object)
 	set()
 	have.SetLabels(mergeLabels(have.GetLabels(), want.GetLabels()))
+	have.SetOwnerReferences(want.GetOwnerReferences())
 	if err := r.Patch(ctx, have, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("updating %T %s: %w", want, want.GetName(), err)
 	}
@@ -292,6 +296,12 @@ func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error
 func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(es, v1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
+	}
+	switch owner, err := r.claimedBy(ctx, es); {
+	case err != nil:
+		return ctrl.Result{}, err
+	case owner != nil:
+		return r.finalizeRefused(ctx, es)
 	}
 	sc, err := r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef)
 	targetExists := true

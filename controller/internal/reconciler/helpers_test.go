@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -73,6 +74,14 @@ func setResolverReady(ready bool) {
 		n = 1
 	}
 	setEndpoints(resolverNS, resolverSvc, n)
+}
+
+// resetFakes puts the suite's fakes back as a spec expects to find them: Prometheus answering,
+// with no activity, and one resolver endpoint ready.
+func resetFakes() {
+	prom.active.Store(false)
+	prom.down.Store(false)
+	setResolverReady(true)
 }
 
 // setTargetReady gives the target n ready pods, as the EndpointSlice controller would show them
@@ -177,6 +186,17 @@ func pointsAtResolver(vs *networkingv1.VirtualService) bool {
 		}
 	}
 	return true
+}
+
+// wakeToServe wakes f's target from zero as a held request would, lets it serve with traffic
+// its trigger reports, and waits for Serve mode.
+func wakeToServe(f *fixture) {
+	GinkgoHelper()
+	signal(f.ns, "target-es")
+	Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
+	prom.active.Store(true)
+	setTargetReady(f.ns, 2)
+	Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 }
 
 // signal sends an activity signal through the real activity handler, as the resolver would.

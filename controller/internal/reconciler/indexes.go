@@ -26,8 +26,8 @@ const (
 	indexPrivateService = "elasti.dev/private-service"
 	// indexFQDN is the public Service's cluster-local FQDN.
 	indexFQDN = "elasti.dev/fqdn"
-	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP destination and
-	// "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
+	// indexRoutesTo, on VirtualServices, holds the FQDN of every HTTP, TCP and TLS destination
+	// and "elastiservice:<ns>/<name>" for every destination rewritten for an ElastiService; on
 	// DestinationRules, the FQDN of the host, or wildcardHost for any wildcard host.
 	indexRoutesTo = "elasti.dev/routes-to"
 	// wildcardHost is the indexRoutesTo value of every DestinationRule with a wildcard host: few
@@ -87,6 +87,17 @@ func (r *Reconciler) virtualServiceTargets(vs *networkingv1.VirtualService) []st
 			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
 				out = append(out, rewrittenFor(key))
 			}
+		}
+	}
+	// A tcp or tls route keeps its Service's target awake (nonHTTPPorts).
+	for _, route := range vs.Spec.GetTcp() {
+		for _, d := range route.GetRoute() {
+			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
+		}
+	}
+	for _, route := range vs.Spec.GetTls() {
+		for _, d := range route.GetRoute() {
+			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
 		}
 	}
 	slices.Sort(out)

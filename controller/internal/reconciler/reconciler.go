@@ -106,6 +106,8 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if r.pods == nil {
 		r.pods = mgr.GetAPIReader()
 	}
+	// Without it the API server names the binary (its User-Agent) as the field manager.
+	r.Client = client.WithFieldOwner(r.Client, v1alpha1.FieldManager)
 	if err := r.setupIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("indexing ElastiServices: %w", err)
 	}
@@ -120,6 +122,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("elastiservice").
 		For(&v1alpha1.ElastiService{}, builder.WithPredicates(esChanged)).
+		Watches(&v1alpha1.ElastiService{}, handler.EnqueueRequestsFromMapFunc(r.mapClaimants), builder.WithPredicates(claimsChanged)).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapService)).
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.mapEndpointSlice)).
 		WithOptions(opts)
@@ -188,6 +191,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
+	switch owner, err := r.claimedBy(ctx, es); {
+	case err != nil:
+		r.setCondition(es, v1alpha1.ConditionReady, false, "ListFailed", err.Error())
+		return ctrl.Result{}, err
+	case owner != nil:
+		return ctrl.Result{}, r.refuse(ctx, es, owner)
+	}
 	now := r.now()
 	obs, err := r.gather(ctx, es, now)
 	if err != nil {
@@ -219,6 +229,7 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		DrainDelay:      r.DrainDelay,
 		WakeTimeout:     wakeTimeout(es),
 		WakeFailedAt:    timeOf(es.Status.LastWakeFailureTime),
+		UnsupportedPort: len(obs.nonHTTP) > 0,
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
 		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolvers),
@@ -263,7 +274,11 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	}
 	// 4. Status.
 	r.recordActivity(es, obs.lastActivity)
-	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, readyMessage(d, es))
+	msg := readyMessage(d, es)
+	if d.Reason == v1alpha1.ReasonUnsupportedPort {
+		msg = decide.PortsMessage(obs.nonHTTP)
+	}
+	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, msg)
 
 	after := d.RequeueAfter
 	if obs.triggers.Err != nil {
@@ -283,6 +298,8 @@ type observed struct {
 	destinationRule *apinetworking.DestinationRule
 	triggers        triggers.Result
 	lastActivity    time.Time
+	// nonHTTP are the Service's ports whose traffic the resolver could not hold.
+	nonHTTP []decide.NonHTTPPort
 	// reason and terminal describe a gather error: a CamelCase reason, and whether only a
 	// change to some object (which a watch will report) can fix it.
 	reason   string
@@ -308,6 +325,10 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	if len(obs.public.Spec.Selector) == 0 {
 		obs.reason, obs.terminal = "ServiceHasNoSelector", true
 		return obs, fmt.Errorf("the Service %s has no selector, so elasti cannot find the target's pods", es.Spec.Service)
+	}
+	if obs.nonHTTP, err = r.nonHTTPPorts(ctx, es, obs.public); err != nil {
+		obs.reason = "ListFailed"
+		return obs, err
 	}
 
 	if obs.scale, err = r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef); err != nil {

@@ -38,7 +38,7 @@ func Ensure(ctx context.Context, c client.Client, key types.NamespacedName) (*ro
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{routesig.SecretKey: random},
 		}
-		err = c.Create(ctx, s)
+		err = c.Create(ctx, s, client.FieldOwner(v1alpha1.FieldManager))
 		if apierrors.IsAlreadyExists(err) {
 			err = c.Get(ctx, key, s)
 		}

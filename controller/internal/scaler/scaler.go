@@ -94,7 +94,8 @@ func (s *Scaler) Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTa
 		return err
 	}
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
-	if err := s.Client.SubResource("scale").Patch(ctx, u, client.RawPatch(types.MergePatchType, patch)); err != nil {
+	if err := s.Client.SubResource("scale").Patch(ctx, u, client.RawPatch(types.MergePatchType, patch),
+		client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("scaling %s %s/%s to %d: %w", u.GetKind(), namespace, ref.Name, replicas, err)
 	}
 	return nil
@@ -122,7 +123,7 @@ func (s *Scaler) patchScaledObject(ctx context.Context, namespace, name, patch s
 	u.SetGroupVersionKind(scaledObjectGVK)
 	u.SetNamespace(namespace)
 	u.SetName(name)
-	if err := s.Client.Patch(ctx, u, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+	if err := s.Client.Patch(ctx, u, client.RawPatch(types.MergePatchType, []byte(patch)), client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("patching KEDA ScaledObject %s/%s: %w", namespace, name, err)
 	}
 	return nil

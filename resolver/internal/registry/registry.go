@@ -185,7 +185,7 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var live, dead *Target
-	liveN := 0
+	var liveKey types.NamespacedName
 	// first and others are the namespaces that claim a bare name; others stays nil (no
 	// allocation) unless a second namespace shows up.
 	var first string
@@ -204,8 +204,11 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 			continue
 		}
 		claim(key.Namespace)
-		liveN++
-		live = r.targets[key]
+		// Of two in one namespace, the controller serves only the one that claimed the Service
+		// first and refuses the other, which has no route of its own.
+		if live == nil || r.specs[key].ClaimsBefore(r.specs[liveKey]) {
+			live, liveKey = r.targets[key], key
+		}
 	}
 	if len(r.tombs) > 0 {
 		// Tombstones are few and short-lived, so a scan is cheap.
@@ -226,8 +229,6 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 		sort.Strings(namespaces)
 		return nil, 0, fmt.Errorf("%w %q in namespaces %s (live or deleted within %s): use %s.<namespace> as the host",
 			ErrAmbiguous, h.Service, strings.Join(namespaces, ", "), r.grace, h.Service)
-	case liveN > 1:
-		return nil, 0, fmt.Errorf("%w %q in namespace %s: use one ElastiService per Service", ErrAmbiguous, h.Service, live.Namespace)
 	case live != nil:
 		return live, h.Port, nil
 	case dead != nil:

@@ -90,22 +90,29 @@ func TestByHost(t *testing.T) {
 	r.UpsertElastiService(es("bank", "db-es", "db"))
 	r.UpsertElastiService(es("shop", "dup-1", "dup"))
 	r.UpsertElastiService(es("shop", "dup-2", "dup"))
+	older, newer := es("shop", "pair-b", "pair"), es("shop", "pair-a", "pair")
+	older.CreationTimestamp = metav1.NewTime(time.Unix(1, 0))
+	newer.CreationTimestamp = metav1.NewTime(time.Unix(2, 0))
+	r.UpsertElastiService(newer)
+	r.UpsertElastiService(older)
 	tests := map[string]struct {
 		host     string
 		wantKey  string
 		wantPort int32
 		wantErr  error
 	}{
-		"unique short":        {host: "app", wantKey: "shop/app-es"},
-		"unique short port":   {host: "app:8080", wantKey: "shop/app-es", wantPort: 8080},
-		"ambiguous short":     {host: "db", wantErr: ErrAmbiguous},
-		"ambiguous in one ns": {host: "dup.shop", wantErr: ErrAmbiguous},
-		"namespaced":          {host: "db.bank", wantKey: "bank/db-es"},
-		"fqdn":                {host: "db.shop.svc.cluster.local:5432", wantKey: "shop/db-es", wantPort: 5432},
-		"wrong namespace":     {host: "app.bank", wantErr: ErrUnknownHost},
-		"unknown":             {host: "web", wantErr: ErrUnknownHost},
-		"external":            {host: "example.com", wantErr: ErrUnknownHost},
-		"elastiservice name":  {host: "app-es", wantErr: ErrUnknownHost},
+		"unique short":      {host: "app", wantKey: "shop/app-es"},
+		"unique short port": {host: "app:8080", wantKey: "shop/app-es", wantPort: 8080},
+		"ambiguous short":   {host: "db", wantErr: ErrAmbiguous},
+		// Two in one namespace: the one the controller serves, which claimed the Service first.
+		"two in one ns, same second": {host: "dup.shop", wantKey: "shop/dup-1"},
+		"two in one ns, older first": {host: "pair.shop", wantKey: "shop/pair-b"},
+		"namespaced":                 {host: "db.bank", wantKey: "bank/db-es"},
+		"fqdn":                       {host: "db.shop.svc.cluster.local:5432", wantKey: "shop/db-es", wantPort: 5432},
+		"wrong namespace":            {host: "app.bank", wantErr: ErrUnknownHost},
+		"unknown":                    {host: "web", wantErr: ErrUnknownHost},
+		"external":                   {host: "example.com", wantErr: ErrUnknownHost},
+		"elastiservice name":         {host: "app-es", wantErr: ErrUnknownHost},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
