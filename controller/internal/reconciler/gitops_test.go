@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
 )
 
 // The field managers of the GitOps tools whose syncs these specs play: Flux's kustomize-controller
@@ -50,13 +51,13 @@ func rewriteAfter(f *fixture, sync func() *networkingv1.VirtualService, settle t
 	start := time.Now()
 	synced := sync()
 	Expect(destinations(synced, "target")).To(BeNumerically(">", 0), "the sync did not put the target back")
-	resolver := resolverSvc + "." + resolverNS + ".svc.cluster.local"
+	proxy := names.ProxyService("target") + "." + f.ns + ".svc.cluster.local"
 	var rewritten *networkingv1.VirtualService
 	Eventually(func(g Gomega) {
 		rewritten = f.virtualService()
 		g.Expect(rewritten.ResourceVersion).NotTo(Equal(synced.ResourceVersion))
 		g.Expect(destinations(rewritten, "target")).To(BeZero())
-		g.Expect(destinations(rewritten, resolver)).To(Equal(destinations(synced, "target")))
+		g.Expect(destinations(rewritten, proxy)).To(Equal(destinations(synced, "target")))
 	}).WithTimeout(5 * time.Second).WithPolling(2 * time.Millisecond).Should(Succeed())
 	took := time.Since(start)
 
