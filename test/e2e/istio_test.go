@@ -209,6 +209,17 @@ var _ = Describe("Istio routes over xDS", Label("istio"), func() {
 		Eventually(gateway).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(
 			HaveKeyWithValue("public", ConsistOf(toResolver(100, target, ""))))
 		GinkgoWriter.Printf("Proxy routes seen over xDS %s after the target reached zero\n", time.Since(start).Round(100*time.Millisecond))
+		// The gateway's proxy, too, gets the proxy Service's cluster and its resolver endpoints
+		// as mesh workloads, so it sends them mTLS.
+		asGateway := []string{"-type", "router", "-namespace", gwNS, "-labels", "istio=" + gwLabels["istio"]}
+		Eventually(func() ([]xdsCluster, error) {
+			return probeXDS[[]xdsCluster](sctx, append(asGateway, "-kind", "cds", "-match", "shop-elasti-proxy")...)
+		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ContainElement(
+			And(HaveField("Name", proxyCluster(a.ns, 80)), HaveField("TransportSocketMatches", ContainElement("tlsMode-istio")))))
+		Eventually(func() ([]xdsLoadAssignment, error) {
+			return probeXDS[[]xdsLoadAssignment](sctx, append(asGateway, "-kind", "eds", "-names", proxyCluster(a.ns, 80))...)
+		}).WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(ConsistOf(HaveField("Endpoints",
+			And(Not(BeEmpty()), HaveEach(And(HaveField("TLSMode", "istio"), HaveField("Workload", HavePrefix(resolverWorkload))))))))
 		if proxied, err := sidecar(); err == nil {
 			for _, d := range proxied["split"] {
 				GinkgoWriter.Printf("  split: %s weight %d headers %v\n", d.Cluster, d.Weight, d.Headers)
