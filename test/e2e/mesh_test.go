@@ -12,6 +12,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	apisecurity "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -29,6 +30,7 @@ type (
 		Name                   string
 		Upstream               string
 		TransportSocketMatches []string
+		Ejects                 bool
 	}
 	xdsLoadAssignment struct {
 		Cluster   string
@@ -93,7 +95,14 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 		}
 		root := &networkingv1.Sidecar{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "istio-system"}}
 		root.Spec.Egress = []*apinetworking.IstioEgressListener{{Hosts: []string{"./*", "istio-system/*"}}}
-		for _, o := range []client.Object{strict, scoped, root} {
+		// A mesh-wide DestinationRule that ejects an endpoint after one 5xx, and a Service it
+		// covers, to show that it applies where no exact host overrides it.
+		ejecting := &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Name: "eject-fast", Namespace: "istio-system"}}
+		ejecting.Spec.Host = "*.svc.cluster.local"
+		ejecting.Spec.TrafficPolicy = &apinetworking.TrafficPolicy{OutlierDetection: &apinetworking.OutlierDetection{Consecutive_5XxErrors: wrapperspb.UInt32(1)}}
+		plain := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: a.ns}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "plain"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+		for _, o := range []client.Object{strict, scoped, root, ejecting, plain} {
 			Expect(k8s.Create(ctx, o)).To(Succeed())
 			DeferCleanup(func() { _ = k8s.Delete(ctx, o) })
 		}
@@ -111,7 +120,7 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 			WithTimeout(30 * time.Second).WithPolling(500 * time.Millisecond).Should(
 			HaveKeyWithValue("grpc", ConsistOf(HaveField("Cluster", proxyCluster(a.ns, 9090)))))
 
-		By("clusters: the Sidecar keeps both proxy clusters in the caller's scope, with automatic mTLS and the HTTP version of the target's own cluster: HTTP/1.1 on the HTTP port, HTTP/2 on the gRPC port")
+		By("clusters: the Sidecar keeps both proxy clusters in the caller's scope, with automatic mTLS, no outlier ejection, and the HTTP version of the target's own cluster: HTTP/1.1 on the HTTP port, HTTP/2 on the gRPC port")
 		Eventually(func(g Gomega) {
 			cs, err := probeXDS[[]xdsCluster](sctx, append(caller, "-kind", "cds", "-match", "."+a.ns+".svc")...)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -123,6 +132,9 @@ var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 				And(HaveField("Name", proxyCluster(a.ns, 80)), HaveField("TransportSocketMatches", ContainElement("tlsMode-istio"))),
 				And(HaveField("Name", proxyCluster(a.ns, 9090)), HaveField("TransportSocketMatches", ContainElement("tlsMode-istio"))),
 			))
+			// The mesh-wide rule ejects from a cluster it covers, never from the proxy Service's.
+			g.Expect(cs).To(ContainElement(And(HaveField("Name", "outbound|80||"+fqdn("plain")), HaveField("Ejects", true))))
+			g.Expect(cs).To(ContainElement(And(HaveField("Name", proxyCluster(a.ns, 80)), HaveField("Ejects", false))))
 			// No options is Envoy's default, HTTP/1.1.
 			g.Expect(upstream[proxyCluster(a.ns, 80)]).To(And(Equal(upstream["outbound|80||"+fqdn("shop")]), BeElementOf("", "http1")))
 			g.Expect(upstream[proxyCluster(a.ns, 9090)]).To(And(Equal(upstream["outbound|9090||"+fqdn("shop")]), Equal("http2")))

@@ -222,8 +222,14 @@ func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.Elasti
 	}); err != nil {
 		return err
 	}
-	_, err := r.syncSlices(ctx, es, resources.ProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es))
-	return err
+	if _, err := r.syncSlices(ctx, es, resources.ProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es)); err != nil {
+		return err
+	}
+	dr, haveDR := resources.ProxyDestinationRule(es, obs.public, r.ClusterDomain), &networkingv1.DestinationRule{}
+	return r.upsert(ctx, dr, haveDR, func() bool { return proto.Equal(&haveDR.Spec, &dr.Spec) }, func() {
+		proto.Reset(&haveDR.Spec)
+		proto.Merge(&haveDR.Spec, &dr.Spec)
+	})
 }
 
 func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, now time.Time) error {
@@ -362,6 +368,9 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	own := []client.Object{
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}},
+	}
+	if r.Istio {
+		own = append(own, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}})
 	}
 	for _, n := range resources.ProxySliceNames(es) {
 		own = append(own, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: n}})

@@ -204,6 +204,10 @@ var _ = Describe("Scaling to zero and back", func() {
 		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProxySlice("target", "ipv4")}, proxySlice)).To(Succeed())
 		Expect(proxySlice.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, names.ProxyService("target")))
 		Expect(proxySlice.Endpoints).To(ConsistOf(HaveField("TargetRef", Equal(slice.Endpoints[0].TargetRef))))
+		proxyDR := &networkingv1.DestinationRule{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProxyService("target")}, proxyDR)).To(Succeed())
+		Expect(proxyDR.Spec.GetHost()).To(Equal(names.ProxyService("target") + "." + f.ns + ".svc.cluster.local"))
+		Expect(proxyDR.Spec.GetTrafficPolicy().GetOutlierDetection().GetConsecutive_5XxErrors()).To(HaveField("Value", BeZero()))
 
 		By("mirroring the subsets onto the private host for the resolver's replay")
 		dr := &networkingv1.DestinationRule{}
@@ -285,6 +289,7 @@ var _ = Describe("Scaling to zero and back", func() {
 			&corev1.Service{ObjectMeta: objMeta(names.PrivateService("target"), f.ns)},
 			&corev1.Service{ObjectMeta: objMeta(names.ProxyService("target"), f.ns)},
 			&discoveryv1.EndpointSlice{ObjectMeta: objMeta(names.ProxySlice("target", "ipv4"), f.ns)},
+			&networkingv1.DestinationRule{ObjectMeta: objMeta(names.ProxyService("target"), f.ns)},
 			&networkingv1.DestinationRule{ObjectMeta: objMeta(names.PrivateDestinationRule("target"), f.ns)},
 			&networkingv1.VirtualService{ObjectMeta: objMeta(names.PrivateVirtualService("target"), f.ns)},
 		} {

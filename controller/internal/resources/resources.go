@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -127,6 +128,36 @@ func ProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPo
 		svc.Annotations = map[string]string{AnnotationExportTo: e}
 	}
 	return svc
+}
+
+// ProxyDestinationRule gives ProxyService's host the policy of a proxy that holds requests:
+// no outlier ejection, since the resolver answers 503 when a queue is full and slowly while a
+// target wakes. Without it a DestinationRule with a wildcard host (a mesh-wide one, say) would
+// apply to the proxy host and could eject a resolver pod; an exact host takes precedence over
+// any wildcard. It is exported where ProxyService is.
+func ProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, domain string) *networkingv1.DestinationRule {
+	spec := &apinetworking.DestinationRule{
+		Host: names.ServiceFQDN(names.ProxyService(es.Spec.Service), es.Namespace, domain),
+		TrafficPolicy: &apinetworking.TrafficPolicy{OutlierDetection: &apinetworking.OutlierDetection{
+			Consecutive_5XxErrors:    wrapperspb.UInt32(0),
+			ConsecutiveGatewayErrors: wrapperspb.UInt32(0),
+		}},
+	}
+	if e := public.Annotations[AnnotationExportTo]; e != "" {
+		for _, ns := range strings.Split(e, ",") {
+			spec.ExportTo = append(spec.ExportTo, strings.TrimSpace(ns))
+		}
+	}
+	dr := &networkingv1.DestinationRule{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            names.ProxyService(es.Spec.Service),
+			Namespace:       es.Namespace,
+			Labels:          labels(es, ComponentProxyService),
+			OwnerReferences: owner(es),
+		},
+	}
+	proto.Merge(&dr.Spec, spec)
+	return dr
 }
 
 // ProxySlices are ProxyService's endpoints: the resolver pods, every port mapped to the

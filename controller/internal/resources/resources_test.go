@@ -123,9 +123,15 @@ func TestProxyService(t *testing.T) {
 		got.Spec.Ports[1].TargetPort.IntValue() != 8012 {
 		t.Errorf("ports = %+v, want 80 and 9090 (grpc) with target port 8012", got.Spec.Ports)
 	}
-	slices := ProxySlices(es, svc, endpoints("10.0.0.5"), 8012)
-	if len(slices) != 1 || slices[0].Labels[discoveryv1.LabelServiceName] != "shop-elasti-proxy" || slices[0].Name != "shop-elasti-proxy-ipv4" {
-		t.Errorf("slices = %+v, want one for shop-elasti-proxy", slices)
+	dr := ProxyDestinationRule(es, svc, "cluster.local")
+	od := dr.Spec.GetTrafficPolicy().GetOutlierDetection()
+	if dr.Spec.GetHost() != "shop-elasti-proxy.shop.svc.cluster.local" || !slices.Equal(dr.Spec.GetExportTo(), []string{".", "gw"}) ||
+		od.GetConsecutive_5XxErrors() == nil || od.GetConsecutive_5XxErrors().GetValue() != 0 || od.GetConsecutiveGatewayErrors().GetValue() != 0 {
+		t.Errorf("proxy DestinationRule = %v, want the proxy host, the target's exportTo, and no ejection", &dr.Spec)
+	}
+	proxySlices := ProxySlices(es, svc, endpoints("10.0.0.5"), 8012)
+	if len(proxySlices) != 1 || proxySlices[0].Labels[discoveryv1.LabelServiceName] != "shop-elasti-proxy" || proxySlices[0].Name != "shop-elasti-proxy-ipv4" {
+		t.Errorf("slices = %+v, want one for shop-elasti-proxy", proxySlices)
 	}
 }
 
@@ -216,6 +222,7 @@ func TestEverythingBuiltIsLabelled(t *testing.T) {
 		objs["resolver EndpointSlice "+s.Name] = s
 	}
 	objs["proxy Service"] = ProxyService(es, svc, 8012)
+	objs["proxy DestinationRule"] = ProxyDestinationRule(es, svc, "cluster.local")
 	for _, s := range ProxySlices(es, svc, endpoints("10.0.0.5"), 8012) {
 		objs["proxy EndpointSlice "+s.Name] = s
 	}
@@ -224,7 +231,7 @@ func TestEverythingBuiltIsLabelled(t *testing.T) {
 			t.Errorf("%s: %s = %q, want %q", name, v1alpha1.LabelManagedBy, got, v1alpha1.ManagedByValue)
 		}
 	}
-	if len(objs) != 7 {
-		t.Errorf("built %d objects, want 7 (two resolver slices, one proxy slice)", len(objs))
+	if len(objs) != 8 {
+		t.Errorf("built %d objects, want 8 (two resolver slices, one proxy slice)", len(objs))
 	}
 }

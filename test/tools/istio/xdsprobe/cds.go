@@ -26,6 +26,9 @@ type Cluster struct {
 	// TransportSocketMatches name the sockets chosen per endpoint by its metadata: Istio's
 	// automatic mTLS is a "tlsMode-istio" match for endpoints labelled istio.tlsMode=istio.
 	TransportSocketMatches []string `json:"transportSocketMatches,omitempty"`
+	// Ejects says whether outlier detection would eject an endpoint for consecutive 5xx answers
+	// or gateway errors (Envoy's defaults applied to the fields left unset).
+	Ejects bool `json:"ejects"`
 }
 
 func clusters(res []*anypb.Any, match string) ([]Cluster, error) {
@@ -45,6 +48,13 @@ func clusters(res []*anypb.Any, match string) ([]Cluster, error) {
 				return nil, err
 			}
 			s.Upstream = upstream(&h)
+		}
+		if od := c.GetOutlierDetection(); od != nil {
+			enforcing5xx := uint32(100)
+			if v := od.GetEnforcingConsecutive_5Xx(); v != nil {
+				enforcing5xx = v.GetValue()
+			}
+			s.Ejects = enforcing5xx > 0 || od.GetEnforcingConsecutiveGatewayFailure().GetValue() > 0
 		}
 		for _, m := range c.GetTransportSocketMatches() {
 			s.TransportSocketMatches = append(s.TransportSocketMatches, m.GetName())
