@@ -38,6 +38,11 @@ func labels(es *v1alpha1.ElastiService, component string) map[string]string {
 	}
 }
 
+// meta names an object elasti builds for es, in es's namespace, labelled and owned by it.
+func meta(es *v1alpha1.ElastiService, name, component string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: es.Namespace, Labels: labels(es, component), OwnerReferences: owner(es)}
+}
+
 func owner(es *v1alpha1.ElastiService) []metav1.OwnerReference {
 	return []metav1.OwnerReference{*metav1.NewControllerRef(es, v1alpha1.GroupVersion.WithKind("ElastiService"))}
 }
@@ -111,12 +116,7 @@ func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolver
 func ProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPort int32) *corev1.Service {
 	ports := copyPorts(public, func(corev1.ServicePort) intstr.IntOrString { return intstr.FromInt32(resolverPort) })
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            names.ProxyService(es.Spec.Service),
-			Namespace:       es.Namespace,
-			Labels:          labels(es, ComponentProxyService),
-			OwnerReferences: owner(es),
-		},
+		ObjectMeta: meta(es, names.ProxyService(es.Spec.Service), ComponentProxyService),
 		Spec: corev1.ServiceSpec{
 			Type:           corev1.ServiceTypeClusterIP,
 			Ports:          ports,
@@ -149,12 +149,7 @@ func ProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, do
 		}
 	}
 	dr := &networkingv1.DestinationRule{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            names.ProxyService(es.Spec.Service),
-			Namespace:       es.Namespace,
-			Labels:          labels(es, ComponentProxyService),
-			OwnerReferences: owner(es),
-		},
+		ObjectMeta: meta(es, names.ProxyService(es.Spec.Service), ComponentProxyService),
 	}
 	proto.Merge(&dr.Spec, spec)
 	return dr
@@ -265,12 +260,7 @@ func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.Des
 		spec.TrafficPolicy = nil
 	}
 	dr := &networkingv1.DestinationRule{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            names.PrivateDestinationRule(es.Spec.Service),
-			Namespace:       es.Namespace,
-			Labels:          labels(es, ComponentReplayRoute),
-			OwnerReferences: owner(es),
-		},
+		ObjectMeta: meta(es, names.PrivateDestinationRule(es.Spec.Service), ComponentReplayRoute),
 	}
 	proto.Merge(&dr.Spec, spec)
 	return dr
@@ -304,12 +294,7 @@ func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, 
 		Headers: strip(),
 	})
 	vs := &networkingv1.VirtualService{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:            names.PrivateVirtualService(es.Spec.Service),
-			Namespace:       es.Namespace,
-			Labels:          labels(es, ComponentReplayRoute),
-			OwnerReferences: owner(es),
-		},
+		ObjectMeta: meta(es, names.PrivateVirtualService(es.Spec.Service), ComponentReplayRoute),
 	}
 	proto.Merge(&vs.Spec, spec)
 	return vs
