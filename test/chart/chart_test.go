@@ -108,7 +108,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("resolver Service lacks elasti.dev/component=resolver, which the controller watches its slices by")
 	}
 	ctrlArgs := args(t, find(objs, "Deployment", "elasti-controller"))
-	for _, want := range []string{"--resolver-service=elasti-system/elasti-resolver", "--activity-users=system:serviceaccount:elasti-system:elasti-resolver", "--leader-elect=true"} {
+	for _, want := range []string{"--resolver-service=elasti-system/elasti-resolver", "--istio-root-namespace=istio-system", "--activity-users=system:serviceaccount:elasti-system:elasti-resolver", "--leader-elect=true"} {
 		if !slices.Contains(ctrlArgs, want) {
 			t.Errorf("controller args %v lack %s", ctrlArgs, want)
 		}
