@@ -387,8 +387,15 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	return ctrl.Result{}, r.Update(ctx, es)
 }
 
+// deleteAll deletes the objects that the cache holds. Most passes find nothing to delete (no
+// IPv6 slice, no replay routes without a DestinationRule), and a delete of what is not there is
+// still a request against the client's rate limit. An object created a moment ago and not yet
+// in the cache is deleted on the pass its watch event brings.
 func (r *Reconciler) deleteAll(ctx context.Context, objs ...client.Object) error {
 	for _, o := range objs {
+		if err := r.Get(ctx, client.ObjectKeyFromObject(o), o); apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			continue
+		}
 		if err := r.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
 			return fmt.Errorf("deleting %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
 		}
