@@ -69,11 +69,7 @@ func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.Elasti
 	}
 	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain, r.ResolverNamespace)
 
-	haveDR := &networkingv1.DestinationRule{}
-	if err := r.upsert(ctx, dr, haveDR, func() bool { return proto.Equal(&haveDR.Spec, &dr.Spec) }, func() {
-		proto.Reset(&haveDR.Spec)
-		proto.Merge(&haveDR.Spec, &dr.Spec)
-	}); err != nil {
+	if err := r.upsertDestinationRule(ctx, dr); err != nil {
 		return err
 	}
 	haveVS := &networkingv1.VirtualService{}
@@ -225,10 +221,15 @@ func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.Elasti
 	if _, err := r.syncSlices(ctx, es, resources.ProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es)); err != nil {
 		return err
 	}
-	dr, haveDR := resources.ProxyDestinationRule(es, obs.public, r.ClusterDomain), &networkingv1.DestinationRule{}
-	return r.upsert(ctx, dr, haveDR, func() bool { return proto.Equal(&haveDR.Spec, &dr.Spec) }, func() {
-		proto.Reset(&haveDR.Spec)
-		proto.Merge(&haveDR.Spec, &dr.Spec)
+	return r.upsertDestinationRule(ctx, resources.ProxyDestinationRule(es, obs.public, r.ClusterDomain))
+}
+
+// upsertDestinationRule makes elasti's DestinationRule want exist with exactly its spec.
+func (r *Reconciler) upsertDestinationRule(ctx context.Context, want *networkingv1.DestinationRule) error {
+	have := &networkingv1.DestinationRule{}
+	return r.upsert(ctx, want, have, func() bool { return proto.Equal(&have.Spec, &want.Spec) }, func() {
+		proto.Reset(&have.Spec)
+		proto.Merge(&have.Spec, &want.Spec)
 	})
 }
 

@@ -299,7 +299,7 @@ func applyRecord(d *apinetworking.HTTPRouteDestination, rec record) error {
 func rebuild(d *apinetworking.HTTPRouteDestination, t Target) {
 	set := d.GetHeaders().GetRequest().GetSet()
 	d.Destination = &apinetworking.Destination{Host: t.FQDN(), Subset: set[v1alpha1.HeaderSubset], Port: portOf(set)}
-	for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSubset, v1alpha1.HeaderPort, v1alpha1.HeaderSignature} {
+	for _, h := range v1alpha1.Headers() {
 		delete(set, h)
 	}
 	if len(set) == 0 {
