@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -77,6 +79,7 @@ type options struct {
 	uninstall                            bool
 	uninstallTimeout, uninstallSettle    time.Duration
 	routeKeySecret                       string
+	resolverPrincipal                    string
 }
 
 func run() error {
@@ -103,6 +106,7 @@ func run() error {
 	flag.StringVar(&o.resolverService, "resolver-service", "elasti-system/elasti-resolver", "namespace/name of the resolver's Service.")
 	flag.IntVar(&o.resolverPort, "resolver-port", 8012, "The resolver's HTTP port.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain.")
+	flag.StringVar(&o.resolverPrincipal, "resolver-principal", "", "The resolver's identity as AuthorizationPolicies name it (trust-domain/ns/NAMESPACE/sa/SERVICEACCOUNT); cluster.local/ns/<the resolver's namespace>/sa/elasti-resolver when empty.")
 	flag.StringVar(&o.istioRootNamespace, "istio-root-namespace", "istio-system", "Istio's root namespace (meshConfig.rootNamespace), whose DestinationRules apply mesh-wide.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "How long Proxy mode stays programmed before a target goes to zero, so that every caller's proxy follows the routes first.")
 	flag.DurationVar(&o.triggerInterval, "trigger-retry-interval", 30*time.Second, "How soon triggers that could not be read are asked again. Triggers are otherwise asked only when a cooldown would expire.")
@@ -149,7 +153,10 @@ func run() error {
 	}
 
 	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme} {
+	if o.resolverPrincipal == "" {
+		o.resolverPrincipal = "cluster.local/ns/" + resolverNS + "/sa/elasti-resolver"
+	}
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme, securityv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			return err
 		}
@@ -161,6 +168,10 @@ func run() error {
 		for _, ns := range strings.Split(o.watchNamespaces, ",") {
 			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
 		}
+		// The root namespace's AuthorizationPolicies apply to every workload.
+		policyNS := maps.Clone(cacheOpts.DefaultNamespaces)
+		policyNS[o.istioRootNamespace] = cache.Config{}
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{&securityv1.AuthorizationPolicy{}: {Namespaces: policyNS}}
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -262,6 +273,10 @@ func lead(ctx context.Context, term int, sh *shared) error {
 	if !istio {
 		log.Info("Istio's VirtualService kind is not installed; routing non-mesh callers through EndpointSlices only")
 	}
+	policies, err := hasKind(mgr.GetRESTMapper(), securityv1.SchemeGroupVersion.WithKind("AuthorizationPolicy").GroupKind())
+	if err != nil {
+		return err
+	}
 
 	if err := mgr.Add(&activity.Server{Addr: o.activityAddr, Handler: &activity.Handler{
 		Store: store, Auth: auth, Elected: mgr.Elected(), Events: events, Log: ctrl.Log.WithName("activity"),
@@ -272,15 +287,17 @@ func lead(ctx context.Context, term int, sh *shared) error {
 	r := &reconciler.Reconciler{
 		Client: mgr.GetClient(),
 		Config: reconciler.Config{
-			ResolverNamespace: resolverNS,
-			ResolverService:   resolverName,
-			ResolverPort:      int32(o.resolverPort),
-			ClusterDomain:     o.clusterDomain,
-			MeshRootNamespace: o.istioRootNamespace,
-			DrainDelay:        o.drainDelay,
-			TriggerInterval:   o.triggerInterval,
-			Istio:             istio,
-			RouteSigner:       signer,
+			ResolverNamespace:     resolverNS,
+			ResolverService:       resolverName,
+			ResolverPort:          int32(o.resolverPort),
+			ClusterDomain:         o.clusterDomain,
+			MeshRootNamespace:     o.istioRootNamespace,
+			DrainDelay:            o.drainDelay,
+			TriggerInterval:       o.triggerInterval,
+			Istio:                 istio,
+			RouteSigner:           signer,
+			AuthorizationPolicies: policies,
+			ResolverPrincipal:     o.resolverPrincipal,
 		},
 		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
 		Activity: store,

@@ -34,6 +34,10 @@ func ProxyService(service string) string { return bounded(service, "elasti-proxy
 // ProxySlice is the EndpointSlice of ProxyService, one per IP family.
 func ProxySlice(service, family string) string { return bounded(service, "elasti-proxy-"+family) }
 
+// ResolverAuthorizationPolicy lets the resolver's replays through the target's ALLOW
+// AuthorizationPolicies.
+func ResolverAuthorizationPolicy(service string) string { return bounded(service, "elasti-resolver") }
+
 // ServiceFQDN is the cluster-local DNS name of a Service.
 func ServiceFQDN(service, namespace, domain string) string {
 	return service + "." + namespace + ".svc." + domain

@@ -125,9 +125,18 @@ func TestNamespacedRBAC(t *testing.T) {
 	objs := withoutHooks(render(t, "--set", "rbac.namespaced=true", "--set", "watchNamespaces={shop,payments}"))
 	k := kinds(objs)
 	// Two binaries, each with a Role in elasti-system, shop and payments, and each with its
-	// own Role (leader election, the route key) in elasti-system.
-	if k["Role"] != 8 || k["RoleBinding"] != 8 {
-		t.Errorf("Roles %d, RoleBindings %d; want 8 of each", k["Role"], k["RoleBinding"])
+	// own Role (leader election, the route key) in elasti-system; and one Role for both to read
+	// the root namespace's AuthorizationPolicies.
+	if k["Role"] != 9 || k["RoleBinding"] != 9 {
+		t.Errorf("Roles %d, RoleBindings %d; want 9 of each", k["Role"], k["RoleBinding"])
+	}
+	root := find(objs, "Role", "elasti-authorizationpolicies")
+	if root == nil || root.GetNamespace() != "istio-system" {
+		t.Fatalf("no Role for the root namespace's AuthorizationPolicies: %v", root)
+	}
+	if rules, _, _ := unstructured.NestedSlice(root.Object, "rules"); fmt.Sprint(rules) !=
+		"[map[apiGroups:[security.istio.io] resources:[authorizationpolicies] verbs:[get list watch]]]" {
+		t.Errorf("root namespace Role rules %v, want only reading AuthorizationPolicies", rules)
 	}
 	if find(objs, "ClusterRole", "elasti-controller") != nil || find(objs, "ClusterRole", "elasti-resolver") != nil {
 		t.Errorf("namespaced RBAC still renders the broad ClusterRoles")
@@ -177,6 +186,30 @@ func TestResolverIstioScopeAndProtocol(t *testing.T) {
 	}
 	if v, _, _ := unstructured.NestedString(find(objs, "Deployment", "elasti-resolver").Object, "spec", "template", "metadata", "labels", "team"); v != "platform" {
 		t.Errorf("resolver.podLabels not on the pods: team = %q", v)
+	}
+}
+
+// The resolver's principal follows the release and trustDomain, and the resolver believes
+// x-forwarded-client-cert only from its sidecar, and only with one.
+func TestAuthorizationPolicyIdentity(t *testing.T) {
+	objs := render(t)
+	if a := args(t, find(objs, "Deployment", "elasti-controller")); !slices.Contains(a, "--resolver-principal=cluster.local/ns/elasti-system/sa/elasti-resolver") {
+		t.Errorf("controller args %v lack the resolver's principal", a)
+	}
+	if a := args(t, find(objs, "Deployment", "elasti-resolver")); !slices.Contains(a, "--xfcc-trusted-peers=127.0.0.6/32,::6/128") {
+		t.Errorf("resolver args %v do not trust the sidecar's address", a)
+	}
+	objs = render(t, "--set", "trustDomain=corp.example", "--set", "resolver.istio.sidecar=false")
+	if a := args(t, find(objs, "Deployment", "elasti-controller")); !slices.Contains(a, "--resolver-principal=corp.example/ns/elasti-system/sa/elasti-resolver") {
+		t.Errorf("controller args %v ignore trustDomain", a)
+	}
+	for _, a := range args(t, find(objs, "Deployment", "elasti-resolver")) {
+		if strings.HasPrefix(a, "--xfcc-trusted-peers") {
+			t.Errorf("a resolver without a sidecar believes x-forwarded-client-cert: %s", a)
+		}
+	}
+	if out := renderFailure(t, "--set", "resolver.istio.xfccTrustedPeers={not an address}"); !strings.Contains(out, "xfccTrustedPeers") {
+		t.Errorf("a bad trusted peer was not refused by name: %s", out)
 	}
 }
 

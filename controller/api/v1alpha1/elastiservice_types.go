@@ -293,6 +293,14 @@ type ElastiServiceStatus struct {
 	// ReadyEndpoints is how many target endpoints were ready when last seen.
 	// +optional
 	ReadyEndpoints int32 `json:"readyEndpoints"`
+
+	// AuthorizationPolicies are the Istio AuthorizationPolicies ("namespace/name") that apply
+	// to the target's pods. The resolver checks every caller against them, as the target's own
+	// sidecar would, before it holds, wakes or replays a request: its replays reach the target
+	// with the resolver's identity, so they must not carry a caller the policies would refuse.
+	// +listType=set
+	// +optional
+	AuthorizationPolicies []string `json:"authorizationPolicies,omitempty"`
 }
 
 // ElastiService lets a Service scale to zero and wakes it on the first request.

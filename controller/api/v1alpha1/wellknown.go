@@ -77,6 +77,12 @@ const (
 	// ReasonUnsupportedPort makes Ready False: the Service has a port whose traffic is not HTTP,
 	// which the resolver cannot hold, so the target is kept awake and never goes to zero.
 	ReasonUnsupportedPort = "UnsupportedPort"
+	// ReasonUnsupportedAuthorization makes Ready False: an Istio AuthorizationPolicy applies to
+	// the target's pods that the resolver cannot check for it (a CUSTOM action, or a field such
+	// as requestPrincipals or ipBlocks), or that would deny the resolver's own replays. Holding
+	// requests would then widen who can reach the target, or lose them, so the target is kept
+	// awake and never goes to zero.
+	ReasonUnsupportedAuthorization = "UnsupportedAuthorization"
 )
 
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.
@@ -95,4 +101,7 @@ const (
 	ComponentResolverSlice  = "resolver-slice"
 	ComponentProxyService   = "proxy-service"
 	ComponentReplayRoute    = "replay-route"
+	// ComponentAuthorization marks the AuthorizationPolicy that lets the resolver's replays
+	// through a target's ALLOW policies; the resolver checks each caller against those first.
+	ComponentAuthorization = "resolver-authorization"
 )

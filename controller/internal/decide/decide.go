@@ -85,8 +85,10 @@ type Input struct {
 	WakeTimeout time.Duration
 	// WakeFailedAt is when a wake was last found to have failed; zero if never.
 	WakeFailedAt time.Time
-	// UnsupportedPort is true when the Service has a port that is not HTTP (NonHTTPPorts).
-	UnsupportedPort bool
+	// Unsupported is why the resolver may not take the target's traffic, empty when it may:
+	// ReasonUnsupportedPort for a port that is not HTTP (NonHTTPPorts), or
+	// ReasonUnsupportedAuthorization for an AuthorizationPolicy it cannot enforce.
+	Unsupported string
 }
 
 // Decision is what the controller should do.
@@ -105,15 +107,19 @@ type Decision struct {
 }
 
 // Ready is the status of the Ready condition for d: False while a wake has failed, and while a
-// port keeps the target from going to zero.
+// port or a policy keeps the target from going to zero.
 func (d Decision) Ready() bool {
-	return d.Reason != v1alpha1.ReasonWakeFailed && d.Reason != v1alpha1.ReasonUnsupportedPort
+	switch d.Reason {
+	case v1alpha1.ReasonWakeFailed, v1alpha1.ReasonUnsupportedPort, v1alpha1.ReasonUnsupportedAuthorization:
+		return false
+	}
+	return true
 }
 
 // Decide returns the Decision for in at time now.
 func Decide(in Input, now time.Time) Decision {
-	if in.UnsupportedPort {
-		d := Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort}
+	if in.Unsupported != "" {
+		d := Decision{Mode: v1alpha1.ModeServe, Reason: in.Unsupported}
 		if in.Replicas == 0 {
 			d.Scale = ScaleUp
 		}

@@ -33,31 +33,44 @@ func TestDecide(t *testing.T) {
 			want: Decision{Mode: v1alpha1.ModeServe, RequeueAfter: 4 * time.Minute, Reason: v1alpha1.ReasonActive},
 		},
 		"a port that is not HTTP keeps an idle target in serve": {
-			edit: func(in *Input) { in.UnsupportedPort, in.LastActivity = true, now.Add(-time.Hour) },
+			edit: func(in *Input) { in.Unsupported, in.LastActivity = v1alpha1.ReasonUnsupportedPort, now.Add(-time.Hour) },
 			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
 		},
 		"a port that is not HTTP never enters proxy, even with no ready endpoint": {
-			edit: func(in *Input) { in.UnsupportedPort, in.ReadyEndpoints = true, 0 },
+			edit: func(in *Input) { in.Unsupported, in.ReadyEndpoints = v1alpha1.ReasonUnsupportedPort, 0 },
 			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
 		},
 		"a port that is not HTTP found at zero wakes and holds in proxy until ready": {
 			edit: func(in *Input) {
-				in.UnsupportedPort, in.Mode, in.Replicas, in.ReadyEndpoints = true, v1alpha1.ModeProxy, 0, 0
+				in.Unsupported, in.Mode, in.Replicas, in.ReadyEndpoints = v1alpha1.ReasonUnsupportedPort, v1alpha1.ModeProxy, 0, 0
 				in.LastActivity = now.Add(-time.Hour)
 			},
 			want: Decision{Mode: v1alpha1.ModeProxy, Scale: ScaleUp, Reason: v1alpha1.ReasonUnsupportedPort},
 		},
 		"a port that is not HTTP serves once the woken target is ready": {
 			edit: func(in *Input) {
-				in.UnsupportedPort, in.Mode, in.WokeAt = true, v1alpha1.ModeProxy, now.Add(-time.Second)
+				in.Unsupported, in.Mode, in.WokeAt = v1alpha1.ReasonUnsupportedPort, v1alpha1.ModeProxy, now.Add(-time.Second)
 			},
 			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedPort},
 		},
 		"a port that is not HTTP at zero with no resolver serves at once": {
 			edit: func(in *Input) {
-				in.UnsupportedPort, in.Mode, in.Replicas, in.ReadyEndpoints, in.ResolverReady = true, v1alpha1.ModeProxy, 0, 0, false
+				in.Unsupported, in.Mode, in.Replicas, in.ReadyEndpoints, in.ResolverReady = v1alpha1.ReasonUnsupportedPort, v1alpha1.ModeProxy, 0, 0, false
 			},
 			want: Decision{Mode: v1alpha1.ModeServe, Scale: ScaleUp, Reason: v1alpha1.ReasonUnsupportedPort},
+		},
+		"an AuthorizationPolicy the resolver cannot enforce keeps an idle target in serve": {
+			edit: func(in *Input) {
+				in.Unsupported, in.LastActivity = v1alpha1.ReasonUnsupportedAuthorization, now.Add(-time.Hour)
+			},
+			want: Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonUnsupportedAuthorization},
+		},
+		"an AuthorizationPolicy the resolver cannot enforce wakes a target found at zero": {
+			edit: func(in *Input) {
+				in.Unsupported, in.Replicas, in.ReadyEndpoints = v1alpha1.ReasonUnsupportedAuthorization, 0, 0
+				in.LastActivity = now.Add(-time.Hour)
+			},
+			want: Decision{Mode: v1alpha1.ModeServe, Scale: ScaleUp, Reason: v1alpha1.ReasonUnsupportedAuthorization},
 		},
 		"idle in serve switches to proxy first and keeps the replicas": {
 			edit: func(in *Input) { in.LastActivity = now.Add(-cooldown) },
@@ -244,9 +257,11 @@ func TestDecisionReady(t *testing.T) {
 		reason string
 		want   bool
 	}{
-		"a failed wake is not ready": {reason: v1alpha1.ReasonWakeFailed, want: false},
-		"waking is ready":            {reason: v1alpha1.ReasonWaking, want: true},
-		"at zero is ready":           {reason: v1alpha1.ReasonScaledToZero, want: true},
+		"a failed wake is not ready":       {reason: v1alpha1.ReasonWakeFailed, want: false},
+		"waking is ready":                  {reason: v1alpha1.ReasonWaking, want: true},
+		"at zero is ready":                 {reason: v1alpha1.ReasonScaledToZero, want: true},
+		"a port kept awake is not ready":   {reason: v1alpha1.ReasonUnsupportedPort, want: false},
+		"a policy kept awake is not ready": {reason: v1alpha1.ReasonUnsupportedAuthorization, want: false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

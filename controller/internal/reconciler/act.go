@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -120,6 +121,8 @@ func kindOf(o client.Object) string {
 		return "VirtualService"
 	case *corev1.Service:
 		return "Service"
+	case *securityv1.AuthorizationPolicy:
+		return "AuthorizationPolicy"
 	default:
 		return "Other"
 	}
@@ -372,6 +375,9 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	}
 	if r.Istio {
 		own = append(own, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}})
+	}
+	if r.AuthorizationPolicies {
+		own = append(own, &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ResolverAuthorizationPolicy(es.Spec.Service)}})
 	}
 	for _, n := range resources.ProxySliceNames(es) {
 		own = append(own, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: n}})

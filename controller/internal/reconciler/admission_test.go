@@ -3,6 +3,8 @@
 package reconciler_test
 
 import (
+	"encoding/json"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apinetworking "istio.io/api/networking/v1alpha3"
@@ -10,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -95,5 +98,34 @@ var _ = Describe("The controller's admission policy", func() {
 			denied(patch(p), only)
 		}
 		denied(controller.Delete(testCtx, vs), "DELETE of virtualservices")
+	})
+
+	It("lets the controller write only AuthorizationPolicies that ALLOW the resolver's principal on selected pods", func() {
+		write := func(name string, spec string) error {
+			ap := &unstructured.Unstructured{}
+			ap.SetAPIVersion("security.istio.io/v1")
+			ap.SetKind("AuthorizationPolicy")
+			ap.SetNamespace(ns)
+			ap.SetName(name)
+			ap.SetLabels(owned)
+			var body map[string]any
+			Expect(json.Unmarshal([]byte(spec), &body)).To(Succeed())
+			ap.Object["spec"] = body
+			return controller.Create(testCtx, ap)
+		}
+		resolver := `"cluster.local/ns/` + resolverNS + `/sa/elasti-resolver"`
+		Expect(write("ok", `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":[`+resolver+`]}}]}]}`)).To(Succeed())
+		only := "may write only AuthorizationPolicies that ALLOW the principal of the resolver on a selected workload"
+		for name, spec := range map[string]string{
+			"other-principal": `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":["cluster.local/ns/x/sa/y"]}}]}]}`,
+			"two-principals":  `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":[` + resolver + `,"cluster.local/ns/x/sa/y"]}}]}]}`,
+			"everyone":        `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{}]}`,
+			"no-selector":     `{"rules":[{"from":[{"source":{"principals":[` + resolver + `]}}]}]}`,
+			"deny":            `{"action":"DENY","selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":[` + resolver + `]}}]}]}`,
+			"two-rules":       `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":[` + resolver + `]}}]},{}]}`,
+			"namespaces-too":  `{"selector":{"matchLabels":{"app":"shop"}},"rules":[{"from":[{"source":{"principals":[` + resolver + `],"namespaces":["x"]}}]}]}`,
+		} {
+			denied(write(name, spec), only)
+		}
 	})
 })

@@ -30,7 +30,7 @@ var (
 	}, []string{"namespace", "name"})
 	routeWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "elasti_controller_route_writes_total",
-		Help: "Writes to routing objects, by kind (VirtualService, EndpointSlice, Service, DestinationRule).",
+		Help: "Writes to routing objects, by kind (VirtualService, EndpointSlice, Service, DestinationRule, AuthorizationPolicy).",
 	}, []string{"kind"})
 )
 

@@ -8,6 +8,7 @@ import (
 
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -79,6 +80,11 @@ type Config struct {
 	MeshRootNamespace string
 	// RouteSigner signs the headers of rewritten routes; the resolver believes no unsigned one.
 	RouteSigner *routesig.Signer
+	// AuthorizationPolicies is true when Istio's AuthorizationPolicy kind exists.
+	AuthorizationPolicies bool
+	// ResolverPrincipal is the resolver's mTLS identity as AuthorizationPolicies name it
+	// ("cluster.local/ns/elasti-system/sa/elasti-resolver"): its replays carry it.
+	ResolverPrincipal string
 }
 
 // Reconciler reconciles ElastiServices.
@@ -95,7 +101,8 @@ type Reconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
-	// pods reads the pods of a target whose wake failed straight from the API server: a cache
+	// pods reads the pods of a target whose wake failed, and a target's pod template for a policy
+	// selector, straight from the API server: a cache
 	// would watch every pod in the cluster to answer a question asked once per failed wake.
 	// SetupWithManager sets it; without it a failure names only what /scale says.
 	pods client.Reader
@@ -129,6 +136,9 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if r.Istio {
 		b = b.Watches(&networkingv1.VirtualService{}, handler.EnqueueRequestsFromMapFunc(r.mapVirtualService)).
 			Watches(&networkingv1.DestinationRule{}, handler.EnqueueRequestsFromMapFunc(r.mapDestinationRule))
+	}
+	if r.AuthorizationPolicies {
+		b = b.Watches(&securityv1.AuthorizationPolicy{}, handler.EnqueueRequestsFromMapFunc(r.mapAuthorizationPolicy))
 	}
 	if r.Events != nil {
 		b = b.WatchesRawSource(source.Channel(r.Events, &handler.EnqueueRequestForObject{}))
@@ -229,15 +239,19 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		DrainDelay:      r.DrainDelay,
 		WakeTimeout:     wakeTimeout(es),
 		WakeFailedAt:    timeOf(es.Status.LastWakeFailureTime),
-		UnsupportedPort: len(obs.nonHTTP) > 0,
+		Unsupported:     obs.unsupported(),
 	}, now)
 	logger.V(1).Info("decided", "mode", d.Mode, "scale", d.Scale, "reason", d.Reason,
 		"replicas", obs.scale.Spec, "ready", obs.ready, "resolvers", len(obs.resolvers),
 		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime),
 		"wakeFailedAt", timeOf(es.Status.LastWakeFailureTime))
 
-	// 1. The private Service, and the replay routes on its host.
+	// 1. The private Service, and the replay routes on its host; the policy that lets replays
+	// through the target's ALLOW policies, before any caller is held for it.
 	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureResolverAuthorization(ctx, es, obs); err != nil {
 		return ctrl.Result{}, err
 	}
 	if r.Istio {
@@ -275,8 +289,11 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	// 4. Status.
 	r.recordActivity(es, obs.lastActivity)
 	msg := readyMessage(d, es)
-	if d.Reason == v1alpha1.ReasonUnsupportedPort {
+	switch d.Reason {
+	case v1alpha1.ReasonUnsupportedPort:
 		msg = decide.PortsMessage(obs.nonHTTP)
+	case v1alpha1.ReasonUnsupportedAuthorization:
+		msg = obs.authorization.unsupported
 	}
 	r.setCondition(es, v1alpha1.ConditionReady, d.Ready(), d.Reason, msg)
 
@@ -300,10 +317,23 @@ type observed struct {
 	lastActivity    time.Time
 	// nonHTTP are the Service's ports whose traffic the resolver could not hold.
 	nonHTTP []decide.NonHTTPPort
+	// authorization is what the target's AuthorizationPolicies ask of elasti.
+	authorization authorization
 	// reason and terminal describe a gather error: a CamelCase reason, and whether only a
 	// change to some object (which a watch will report) can fix it.
 	reason   string
 	terminal bool
+}
+
+// unsupported is why the resolver may not take the target's traffic (decide.Input.Unsupported).
+func (o *observed) unsupported() string {
+	switch {
+	case len(o.nonHTTP) > 0:
+		return v1alpha1.ReasonUnsupportedPort
+	case o.authorization.unsupported != "":
+		return v1alpha1.ReasonUnsupportedAuthorization
+	}
+	return ""
 }
 
 func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now time.Time) (*observed, error) {
@@ -330,6 +360,11 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 		obs.reason = "ListFailed"
 		return obs, err
 	}
+	if obs.authorization, err = r.authorizationFor(ctx, es, obs.public); err != nil {
+		obs.reason = "ListFailed"
+		return obs, err
+	}
+	es.Status.AuthorizationPolicies = obs.authorization.applies
 
 	if obs.scale, err = r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef); err != nil {
 		obs.reason, obs.terminal = "TargetNotFound", apierrors.IsNotFound(err) || meta.IsNoMatchError(err)
@@ -488,12 +523,8 @@ func (r *Reconciler) destinationRuleFor(ctx context.Context, es *v1alpha1.Elasti
 			}
 		}
 	}
-	root := r.MeshRootNamespace
-	if root == "" {
-		root = "istio-system"
-	}
 	return routes.EffectiveDestinationRule(drs, fqdn, routes.DestinationRuleScope{
-		Caller: es.Namespace, Service: es.Namespace, Root: root, Domain: r.ClusterDomain,
+		Caller: es.Namespace, Service: es.Namespace, Root: r.rootNamespace(), Domain: r.ClusterDomain,
 	}), nil
 }
 

@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -38,6 +39,8 @@ const (
 	resolverNS  = "elasti-system"
 	resolverSvc = "elasti-resolver"
 	drainDelay  = time.Second
+	// resolverPrincipal is the identity the chart's resolver ServiceAccount gets.
+	resolverPrincipal = "cluster.local/ns/" + resolverNS + "/sa/elasti-resolver"
 )
 
 var (
@@ -90,7 +93,7 @@ var _ = BeforeSuite(func() {
 	env, adminCfg, err = testenv.Start()
 	Expect(err).NotTo(HaveOccurred())
 
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme, securityv1.AddToScheme} {
 		Expect(add(mgrScheme)).To(Succeed())
 	}
 	k8s, err = client.New(adminCfg, client.Options{Scheme: mgrScheme})
@@ -111,13 +114,15 @@ var _ = BeforeSuite(func() {
 	r := &reconciler.Reconciler{
 		Client: mgr.GetClient(),
 		Config: reconciler.Config{
-			ResolverNamespace: resolverNS,
-			ResolverService:   resolverSvc,
-			ResolverPort:      8012,
-			ClusterDomain:     "cluster.local",
-			DrainDelay:        drainDelay,
-			TriggerInterval:   500 * time.Millisecond,
-			Istio:             true,
+			ResolverNamespace:     resolverNS,
+			ResolverService:       resolverSvc,
+			ResolverPort:          8012,
+			ClusterDomain:         "cluster.local",
+			DrainDelay:            drainDelay,
+			TriggerInterval:       500 * time.Millisecond,
+			Istio:                 true,
+			AuthorizationPolicies: true,
+			ResolverPrincipal:     resolverPrincipal,
 		},
 		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
 		Activity: store,

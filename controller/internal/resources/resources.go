@@ -3,6 +3,7 @@
 package resources
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -11,7 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	apinetworking "istio.io/api/networking/v1alpha3"
+	apisecurity "istio.io/api/security/v1beta1"
+	apitype "istio.io/api/type/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +32,7 @@ const (
 	ComponentResolverSlice  = v1alpha1.ComponentResolverSlice
 	ComponentReplayRoute    = v1alpha1.ComponentReplayRoute
 	ComponentProxyService   = v1alpha1.ComponentProxyService
+	ComponentAuthorization  = v1alpha1.ComponentAuthorization
 )
 
 func labels(es *v1alpha1.ElastiService, component string) map[string]string {
@@ -153,6 +158,26 @@ func ProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, do
 	}
 	proto.Merge(&dr.Spec, spec)
 	return dr
+}
+
+// ResolverAuthorizationPolicy lets the resolver's replays through the ALLOW policies of the
+// target's pods (those the public Service selects), and nothing else: it names only the
+// resolver's principal. It is made only when an ALLOW policy applies, since the first ALLOW
+// policy on a workload denies every request that no ALLOW policy matches. The resolver checks
+// each caller against the target's own policies before it holds or replays, so the policies
+// still decide who gets through.
+func ResolverAuthorizationPolicy(es *v1alpha1.ElastiService, public *corev1.Service, principal string) *securityv1.AuthorizationPolicy {
+	ap := &securityv1.AuthorizationPolicy{
+		ObjectMeta: meta(es, names.ResolverAuthorizationPolicy(es.Spec.Service), ComponentAuthorization),
+	}
+	proto.Merge(&ap.Spec, &apisecurity.AuthorizationPolicy{
+		Selector: &apitype.WorkloadSelector{MatchLabels: maps.Clone(public.Spec.Selector)},
+		Action:   apisecurity.AuthorizationPolicy_ALLOW,
+		Rules: []*apisecurity.Rule{{From: []*apisecurity.Rule_From{{
+			Source: &apisecurity.Source{Principals: []string{principal}},
+		}}}},
+	})
+	return ap
 }
 
 // ProxySlices are ProxyService's endpoints: the resolver pods, every port mapped to the
