@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -56,6 +59,7 @@ type options struct {
 	maxPendingNS, maxPendingLimit  int
 	memoryLimit                    uint64
 	connWait                       time.Duration
+	rootNS, trustedPeers           string
 }
 
 func main() {
@@ -94,6 +98,9 @@ func run() error {
 	flag.DurationVar(&o.bodyGrace, "body-grace", 10*time.Second, "How long a streamed body may stall, and before its rate is checked.")
 	flag.StringVar(&o.routeKeySecret, "route-key-secret", defaultRouteKeySecret(),
 		"namespace/name of the Secret whose key signs the route headers (the controller creates it); without it no X-Elasti-* header is believed.")
+	flag.StringVar(&o.rootNS, "istio-root-namespace", "istio-system", "Istio's root namespace (meshConfig.rootNamespace), whose AuthorizationPolicies apply to every workload.")
+	flag.StringVar(&o.trustedPeers, "xfcc-trusted-peers", "",
+		"Comma-separated addresses or CIDRs whose x-forwarded-client-cert header names the caller: the resolver's own sidecar (127.0.0.6/32,::6/128 for Istio). Empty believes no one, and AuthorizationPolicy rules on the caller's identity then match no caller.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -101,6 +108,10 @@ func run() error {
 	log := ctrl.Log.WithName("resolver")
 	if o.upstream != handler.UpstreamService && o.upstream != handler.UpstreamPods {
 		return fmt.Errorf("--upstream must be service or pods, not %q", o.upstream)
+	}
+	trusted, err := parsePrefixes(o.trustedPeers)
+	if err != nil {
+		return fmt.Errorf("--xfcc-trusted-peers: %w", err)
 	}
 	raiseNoFile()
 	sig := ctrl.SetupSignalHandler()
@@ -112,11 +123,14 @@ func run() error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := securityv1.AddToScheme(scheme); err != nil {
+		return err
+	}
 	keyNS, keyName, ok := strings.Cut(o.routeKeySecret, "/")
 	if !ok || keyNS == "" || keyName == "" {
 		return fmt.Errorf("--route-key-secret must be namespace/name, not %q", o.routeKeySecret)
 	}
-	cacheOpts := sources.CacheOptions(o.watchNS, types.NamespacedName{Namespace: keyNS, Name: keyName})
+	cacheOpts := sources.CacheOptions(o.watchNS, types.NamespacedName{Namespace: keyNS, Name: keyName}, o.rootNS)
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
@@ -155,6 +169,16 @@ func run() error {
 	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready, sources.RouteKeyHandler(key, log.WithName("route-key"))); err != nil {
 		return err
 	}
+	// Without Istio's AuthorizationPolicy kind no policy can apply, and the controller lists
+	// none in any status; the store stays empty.
+	policies := sources.NewPolicies()
+	if _, err := mgr.GetRESTMapper().RESTMapping(securityv1.SchemeGroupVersion.WithKind("AuthorizationPolicy").GroupKind()); err == nil {
+		if err := sources.RegisterPolicies(mgrCtx, mgr.GetCache(), policies); err != nil {
+			return err
+		}
+	} else if !meta.IsNoMatchError(err) {
+		return fmt.Errorf("looking up AuthorizationPolicy: %w", err)
+	}
 
 	var draining, synced atomic.Bool
 	if err := mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {
@@ -182,6 +206,7 @@ func run() error {
 		Upstream: o.upstream, Domain: o.domain, MaxPending: o.maxPending, HoldTimeout: o.holdTimeout, Metrics: m,
 		MaxHeldBody: o.maxHeldBody, MinBodyRate: o.minBodyRate, BodyGrace: o.bodyGrace,
 		MaxPendingLimit: o.maxPendingLimit, Admit: guard.Admit,
+		Policies: policies, Callers: &handler.Callers{TrustedPeers: trusted},
 	})
 	srv := handler.NewServer(o.listen, chain, o.idleTimeout)
 
@@ -262,6 +287,26 @@ func (f forgetter) Forget(t *registry.Target) {
 	}
 	f.key.Forget(t.Key()) // a tombstone that verifies again caches it again, until it expires
 	f.metrics.Forget(t.Namespace, t.Name)
+}
+
+// parsePrefixes parses a comma-separated list of addresses and CIDRs.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // envBytes reads a byte count from the environment variable name; 0 when unset or not a number.

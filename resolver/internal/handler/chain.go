@@ -35,6 +35,9 @@ type Config struct {
 	MinBodyRate int64
 	BodyGrace   time.Duration
 	Metrics     *metrics.Metrics
+	// Policies and Callers check callers against their targets' AuthorizationPolicies.
+	Policies Policies
+	Callers  *Callers
 }
 
 // Build returns the request path, built innermost first.
@@ -44,6 +47,7 @@ func Build(c Config) http.Handler {
 	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, Tombstones: c.Targets, MaxPending: c.MaxPending,
 		MaxPendingLimit: c.MaxPendingLimit, HoldTimeout: c.HoldTimeout, Admit: c.Admit, MaxBody: c.MaxHeldBody, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}
+	h = &Authorize{Next: h, Policies: c.Policies, Callers: c.Callers}
 	h = &Record{Next: h, Metrics: c.Metrics}
 	route := &Route{Next: h, Targets: c.Targets, Signatures: c.Signatures, Domain: c.Domain}
 	if c.Metrics != nil {

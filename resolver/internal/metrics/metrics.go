@@ -18,6 +18,7 @@ const (
 	OutcomeCancelled = "cancelled"  // the caller went away while held
 	OutcomeGone      = "gone"       // 503: the ElastiService was deleted while held, and no tombstone
 	OutcomeDraining  = "draining"   // 503: still held when the resolver's drain timeout ran out
+	OutcomeDenied    = "denied"     // 403: the target's AuthorizationPolicies refuse the caller
 	// OutcomeGoneForwarded: the ElastiService was deleted within the grace period; the request
 	// went to the public Service, which points at the target's pods again.
 	OutcomeGoneForwarded = "gone_forwarded"

@@ -22,6 +22,9 @@ import (
 type Port struct {
 	Name string
 	Port int32
+	// TargetPort is the pods' port number, which AuthorizationPolicies name; 0 when the
+	// Service names it by a name.
+	TargetPort int32
 }
 
 // Target is an immutable snapshot of what the resolver needs to hold and replay a request for
@@ -46,6 +49,10 @@ type Target struct {
 	// Gone marks a tombstone: the ElastiService was deleted, its routes are restored and its
 	// private Service may be gone, so requests go to the public Service.
 	Gone bool
+	// Policies are the AuthorizationPolicies ("namespace/name") that apply to the target's
+	// pods, as the controller found them (status.authorizationPolicies): every caller is
+	// checked against them before it is held or replayed.
+	Policies []string
 }
 
 // Key is "namespace/name" of the ElastiService.
@@ -338,7 +345,7 @@ func (r *Registry) forgetAll(ts []*Target) {
 func (r *Registry) UpsertService(svc *corev1.Service) {
 	ports := make([]Port, 0, len(svc.Spec.Ports))
 	for _, p := range svc.Spec.Ports {
-		ports = append(ports, Port{Name: p.Name, Port: p.Port})
+		ports = append(ports, Port{Name: p.Name, Port: p.Port, TargetPort: p.TargetPort.IntVal})
 	}
 	r.setPorts(types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, ports)
 }
@@ -385,6 +392,7 @@ func (r *Registry) build(es *v1alpha1.ElastiService) *Target {
 		Probes:    es.Spec.ProbeResponses,
 		Ports:     r.ports[backend],
 		Serving:   es.Status.Mode == v1alpha1.ModeServe,
+		Policies:  es.Status.AuthorizationPolicies,
 	}
 	if len(t.Ports) > 0 {
 		r.lastPorts[types.NamespacedName{Namespace: es.Namespace, Name: es.Name}] = t.Ports

@@ -3,9 +3,11 @@ package sources
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/go-logr/logr"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -34,8 +36,10 @@ import (
 const ComponentPrivateService = v1alpha1.ComponentPrivateService
 
 // CacheOptions restricts the cache to elasti's private Services and their slices, to the route
-// key's one Secret, and to the given namespaces (a comma-separated list; empty means all).
-func CacheOptions(namespaces string, routeKey types.NamespacedName) cache.Options {
+// key's one Secret, and to the given namespaces (a comma-separated list; empty means all), where
+// AuthorizationPolicies are also read in Istio's root namespace, whose policies apply to every
+// workload.
+func CacheOptions(namespaces string, routeKey types.NamespacedName, rootNamespace string) cache.Options {
 	private := labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: ComponentPrivateService})
 	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Service{}:            {Label: private},
@@ -53,6 +57,9 @@ func CacheOptions(namespaces string, routeKey types.NamespacedName) cache.Option
 				o.DefaultNamespaces[ns] = cache.Config{}
 			}
 		}
+		policies := maps.Clone(o.DefaultNamespaces)
+		policies[rootNamespace] = cache.Config{}
+		o.ByObject[&securityv1.AuthorizationPolicy{}] = cache.ByObject{Namespaces: policies}
 	}
 	return o
 }

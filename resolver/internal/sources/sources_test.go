@@ -109,7 +109,7 @@ var _ = Describe("registry from ElastiServices and private Services", func() {
 		Eventually(func() []registry.Port {
 			t, _ := reg.ByKey(ns, "web-es")
 			return t.Ports
-		}).Should(Equal([]registry.Port{{Name: "http", Port: 80}, {Name: "grpc", Port: 9090}}))
+		}).Should(Equal([]registry.Port{{Name: "http", Port: 80, TargetPort: 1080}, {Name: "grpc", Port: 9090, TargetPort: 10090}}))
 	})
 
 	It("says a bare Service name in two namespaces is ambiguous", func(ctx SpecContext) {

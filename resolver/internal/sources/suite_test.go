@@ -70,7 +70,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  sources.CacheOptions("", types.NamespacedName{Namespace: keyNamespace, Name: routesig.DefaultSecretName}),
+		Cache:                  sources.CacheOptions("", types.NamespacedName{Namespace: keyNamespace, Name: routesig.DefaultSecretName}, "istio-system"),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})

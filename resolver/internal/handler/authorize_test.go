@@ -1,0 +1,234 @@
+package handler
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	apisecurity "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/resolver/internal/readiness"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+)
+
+type policyMap map[string]*securityv1.AuthorizationPolicy
+
+func (m policyMap) Policy(key string) (*securityv1.AuthorizationPolicy, bool) {
+	p, ok := m[key]
+	return p, ok
+}
+
+func authzPolicy(ns, name string, spec *apisecurity.AuthorizationPolicy) *securityv1.AuthorizationPolicy {
+	ap := &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	proto.Merge(&ap.Spec, spec)
+	return ap
+}
+
+const (
+	frontend = "cluster.local/ns/frontend/sa/frontend"
+	intruder = "cluster.local/ns/intruder/sa/default"
+)
+
+// xfcc is the header a sidecar sets for a caller with principal p.
+func xfcc(p string) string {
+	return `By=spiffe://cluster.local/ns/elasti-system/sa/elasti-resolver;Hash=abc;Subject="";URI=spiffe://` + p
+}
+
+func shopPolicies() policyMap {
+	return policyMap{
+		"shop/frontend-only": authzPolicy("shop", "frontend-only", &apisecurity.AuthorizationPolicy{
+			Rules: []*apisecurity.Rule{{
+				From: []*apisecurity.Rule_From{{Source: &apisecurity.Source{Principals: []string{frontend}}}},
+				To:   []*apisecurity.Rule_To{{Operation: &apisecurity.Operation{Ports: []string{"8080"}}}},
+			}},
+		}),
+		"shop/no-admin": authzPolicy("shop", "no-admin", &apisecurity.AuthorizationPolicy{
+			Action: apisecurity.AuthorizationPolicy_DENY,
+			Rules:  []*apisecurity.Rule{{To: []*apisecurity.Rule_To{{Operation: &apisecurity.Operation{Paths: []string{"/admin*"}}}}}},
+		}),
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	sidecar := []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
+	target := &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/frontend-only", "shop/no-admin"}}
+	port := registry.Port{Name: "http", Port: 80, TargetPort: 8080}
+	tests := map[string]struct {
+		policies policyMap
+		target   *registry.Target
+		port     registry.Port
+		callers  *Callers
+		method   string
+		path     string
+		remote   string
+		xfcc     []string
+		want     int
+	}{
+		"a target without policies lets anyone through": {
+			target: &registry.Target{Namespace: "shop", Name: "app"}, want: http.StatusNoContent,
+		},
+		"the caller the ALLOW policy names gets through": {
+			xfcc: []string{xfcc(frontend)}, want: http.StatusNoContent,
+		},
+		"another caller is refused": {
+			xfcc: []string{xfcc(intruder)}, want: http.StatusForbidden,
+		},
+		"a caller without a certificate is refused": {
+			want: http.StatusForbidden,
+		},
+		"the header from a peer that is not the sidecar is not believed": {
+			remote: "10.1.2.3:4567", xfcc: []string{xfcc(frontend)}, want: http.StatusForbidden,
+		},
+		"no trusted peer believes no header": {
+			callers: &Callers{}, xfcc: []string{xfcc(frontend)}, want: http.StatusForbidden,
+		},
+		"an element the caller wrote before the sidecar's does not count": {
+			xfcc: []string{xfcc(frontend), xfcc(intruder)}, want: http.StatusForbidden,
+		},
+		"an element the caller wrote before the sidecar's in the same line does not count either": {
+			xfcc: []string{xfcc(frontend) + "," + xfcc(intruder)}, want: http.StatusForbidden,
+		},
+		"a malformed header is refused, not taken for a caller without a certificate": {
+			policies: policyMap{"shop/no-intruder": authzPolicy("shop", "no-intruder", &apisecurity.AuthorizationPolicy{
+				Action: apisecurity.AuthorizationPolicy_DENY,
+				Rules:  []*apisecurity.Rule{{From: []*apisecurity.Rule_From{{Source: &apisecurity.Source{Principals: []string{intruder}}}}}},
+			})},
+			target: &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
+			xfcc:   []string{`URI=spiffe://` + intruder + `;Subject="unterminated`}, want: http.StatusForbidden,
+		},
+		"a caller without a certificate passes a DENY policy on another principal": {
+			policies: policyMap{"shop/no-intruder": authzPolicy("shop", "no-intruder", &apisecurity.AuthorizationPolicy{
+				Action: apisecurity.AuthorizationPolicy_DENY,
+				Rules:  []*apisecurity.Rule{{From: []*apisecurity.Rule_From{{Source: &apisecurity.Source{Principals: []string{intruder}}}}}},
+			})},
+			target: &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
+			want:   http.StatusNoContent,
+		},
+		"the DENY policy wins over the ALLOW one": {
+			xfcc: []string{xfcc(frontend)}, path: "/admin/users", want: http.StatusForbidden,
+		},
+		"a port the ALLOW policy does not name is refused": {
+			xfcc: []string{xfcc(frontend)}, port: registry.Port{Name: "metrics", Port: 9090, TargetPort: 9090}, want: http.StatusForbidden,
+		},
+		"a policy the store does not hold refuses": {
+			policies: policyMap{"shop/no-admin": shopPolicies()["shop/no-admin"]}, xfcc: []string{xfcc(frontend)}, want: http.StatusForbidden,
+		},
+		"a method the sidecar would not parse as HTTP is refused, as its header could be the caller's": {
+			method: "BREW", xfcc: []string{xfcc(frontend)}, want: http.StatusForbidden,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if tc.policies == nil {
+				tc.policies = shopPolicies()
+			}
+			if tc.target == nil {
+				tc.target = target
+			}
+			if tc.port.Port == 0 {
+				tc.port = port
+			}
+			if tc.callers == nil {
+				tc.callers = &Callers{TrustedPeers: sidecar}
+			}
+			if tc.method == "" {
+				tc.method = http.MethodGet
+			}
+			if tc.path == "" {
+				tc.path = "/cart"
+			}
+			if tc.remote == "" {
+				tc.remote = "127.0.0.6:40000"
+			}
+			inner := &seen{}
+			h := &Authorize{Next: inner, Policies: tc.policies, Callers: tc.callers}
+			r := httptest.NewRequest(tc.method, "http://app.shop"+tc.path, nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xfcc {
+				r.Header.Add(HeaderClientCert, v)
+			}
+			req := &Request{Target: tc.target, Port: tc.port}
+			r = r.WithContext(WithRequest(r.Context(), req))
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.want {
+				t.Fatalf("status %d, want %d", w.Code, tc.want)
+			}
+			if tc.want == http.StatusForbidden {
+				if inner.req != nil {
+					t.Error("a refused request reached the next handler")
+				}
+				if w.Body.String() != DeniedBody {
+					t.Errorf("body %q, want %q", w.Body.String(), DeniedBody)
+				}
+				if req.Outcome != "denied" {
+					t.Errorf("outcome %q, want denied", req.Outcome)
+				}
+			}
+		})
+	}
+}
+
+// A refused caller must not wake the target: the check comes before Hold in the chain.
+func TestRefusedCallerWakesNothing(t *testing.T) {
+	reg := registry.New("cluster.local", nil)
+	reg.UpsertElastiService(&v1alpha1.ElastiService{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
+		Spec:       v1alpha1.ElastiServiceSpec{Service: "app"},
+		Status:     v1alpha1.ElastiServiceStatus{AuthorizationPolicies: []string{"shop/frontend-only"}},
+	})
+	reg.UpsertService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}})
+	ready := readiness.New()
+	thr := throttler.New(ready, 100)
+	ready.SetListener(thr)
+	waker := &countWaker{}
+	chain := Build(Config{
+		Proxy: http.NotFoundHandler(), Targets: reg, Throttler: thr, Waker: waker, Endpoints: ready,
+		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 10, HoldTimeout: 300 * time.Millisecond,
+		Policies: shopPolicies(), Callers: &Callers{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+	})
+	addr := serveHTTP(t, chain)
+	get := func(principal string) (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+		r.Host = "app.shop"
+		r.Header.Set(HeaderClientCert, xfcc(principal))
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for range 5 {
+		if code, body := get(intruder); code != http.StatusForbidden || body != DeniedBody {
+			t.Fatalf("intruder got %d %q, want 403 %q", code, body, DeniedBody)
+		}
+	}
+	if n := waker.held.Load(); n != 0 {
+		t.Fatalf("refused callers woke the target %d times", n)
+	}
+	// The allowed caller is held (and times out here, with no pod to wake).
+	if code, body := get(frontend); code != http.StatusGatewayTimeout {
+		t.Fatalf("frontend got %d %q, want 504 after its hold", code, strings.TrimSpace(body))
+	}
+	if waker.held.Load() == 0 {
+		t.Fatal("the allowed caller did not wake the target")
+	}
+}
