@@ -114,6 +114,9 @@ func installElasti() {
 		// The label injection gives a pod with a sidecar: istiod reads it into istio.tlsMode,
 		// which tells callers' proxies to use mTLS.
 		"--set-string", `resolver.podLabels.security\.istio\.io/tlsMode=istio`,
+		// Without a sidecar no one sets x-forwarded-client-cert for the resolver: the
+		// AuthorizationPolicy spec writes the header the sidecar would, from any peer.
+		"--set-json", `resolver.extraArgs=["--xfcc-trusted-peers=0.0.0.0/0,::/0"]`,
 		"--set", "controller.drainDelay=2s", "--set", "controller.logLevel=debug",
 		// Small enough that the tenant flood spec can exceed it, above what any other spec holds.
 		"--set", fmt.Sprintf("resolver.maxPendingPerNamespace=%d", namespaceShare))

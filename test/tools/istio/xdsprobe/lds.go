@@ -6,8 +6,10 @@ import (
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -33,6 +35,19 @@ type FilterChain struct {
 	HTTPFilters []string `json:"httpFilters,omitempty"`
 	// TCPCluster is the cluster of the chain's TCP proxy.
 	TCPCluster string `json:"tcpCluster,omitempty"`
+	// ForwardClientCert is the connection manager's x-forwarded-client-cert mode, and
+	// ClientCertURI whether it adds the caller certificate's URI (its SPIFFE identity).
+	ForwardClientCert string `json:"forwardClientCert,omitempty"`
+	ClientCertURI     bool   `json:"clientCertURI,omitempty"`
+	// RBAC are the connection manager's RBAC filters: what AuthorizationPolicies became.
+	RBAC []RBAC `json:"rbac,omitempty"`
+}
+
+// RBAC is one RBAC HTTP filter: its action, and each policy's principals as JSON (the policy
+// names are Istio's, ns[NAMESPACE]-policy[NAME]-rule[N]).
+type RBAC struct {
+	Action   string            `json:"action"`
+	Policies map[string]string `json:"policies"`
 }
 
 func listeners(res []*anypb.Any, match string) ([]Listener, error) {
@@ -82,8 +97,32 @@ func filterChain(fc *listenerv3.FilterChain) (FilterChain, error) {
 			if c.HTTPRoute == "" {
 				c.HTTPRoute = h.GetRouteConfig().GetName()
 			}
+			c.ForwardClientCert = h.GetForwardClientCertDetails().String()
+			c.ClientCertURI = h.GetSetCurrentClientCertDetails().GetUri()
 			for _, hf := range h.GetHttpFilters() {
 				c.HTTPFilters = append(c.HTTPFilters, hf.GetName())
+				if hf.GetTypedConfig().MessageIs(&rbacfilterv3.RBAC{}) {
+					var rf rbacfilterv3.RBAC
+					if err := hf.GetTypedConfig().UnmarshalTo(&rf); err != nil {
+						return c, err
+					}
+					if rf.GetRules() == nil {
+						continue // shadow rules only
+					}
+					r := RBAC{Action: rf.GetRules().GetAction().String(), Policies: map[string]string{}}
+					for name, p := range rf.GetRules().GetPolicies() {
+						var ids []string
+						for _, id := range p.GetPrincipals() {
+							b, err := protojson.Marshal(id)
+							if err != nil {
+								return c, err
+							}
+							ids = append(ids, string(b))
+						}
+						r.Policies[name] = strings.Join(ids, ",")
+					}
+					c.RBAC = append(c.RBAC, r)
+				}
 			}
 		case tc.MessageIs(&tcpv3.TcpProxy{}):
 			var t tcpv3.TcpProxy
