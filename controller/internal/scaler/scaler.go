@@ -23,6 +23,9 @@ import (
 const (
 	kedaPausedReplicas = "autoscaling.keda.sh/paused-replicas"
 	kedaPaused         = "autoscaling.keda.sh/paused"
+	// pausedByElasti marks a pause elasti set, the only one it lifts: a ScaledObject its owner
+	// paused stays paused.
+	pausedByElasti = "elasti.dev/paused-autoscaler"
 )
 
 var scaledObjectGVK = schema.GroupVersionKind{Group: "keda.sh", Version: "v1alpha1", Kind: "ScaledObject"}
@@ -102,20 +105,41 @@ func (s *Scaler) Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTa
 }
 
 // PauseAutoscaler stops KEDA from scaling the target while it is at zero. An HPA needs nothing:
-// it does not act on a target with zero replicas.
+// it does not act on a target with zero replicas. A ScaledObject its owner paused already is
+// left as it is, and so is never resumed by elasti.
 func (s *Scaler) PauseAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error {
 	if as == nil || as.Type != v1alpha1.AutoscalerKEDA {
 		return nil
 	}
-	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":"0"}}}`)
+	ann, err := s.scaledObjectAnnotations(ctx, namespace, as.Name)
+	if err != nil {
+		return err
+	}
+	if ann[pausedByElasti] == "" && (ann[kedaPaused] == "true" || ann[kedaPausedReplicas] != "") {
+		return nil
+	}
+	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":"0","`+pausedByElasti+`":"true"}}}`)
 }
 
-// ResumeAutoscaler hands 1..N back to KEDA.
+// ResumeAutoscaler hands 1..N back to KEDA, undoing only a pause that PauseAutoscaler set.
 func (s *Scaler) ResumeAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error {
 	if as == nil || as.Type != v1alpha1.AutoscalerKEDA {
 		return nil
 	}
-	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":null,"`+kedaPaused+`":null}}}`)
+	ann, err := s.scaledObjectAnnotations(ctx, namespace, as.Name)
+	if err != nil || ann[pausedByElasti] == "" {
+		return err
+	}
+	return s.patchScaledObject(ctx, namespace, as.Name, `{"metadata":{"annotations":{"`+kedaPausedReplicas+`":null,"`+pausedByElasti+`":null}}}`)
+}
+
+func (s *Scaler) scaledObjectAnnotations(ctx context.Context, namespace, name string) (map[string]string, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(scaledObjectGVK)
+	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, u); err != nil {
+		return nil, fmt.Errorf("reading KEDA ScaledObject %s/%s: %w", namespace, name, err)
+	}
+	return u.GetAnnotations(), nil
 }
 
 func (s *Scaler) patchScaledObject(ctx context.Context, namespace, name, patch string) error {
