@@ -85,18 +85,44 @@ const (
 	ReasonUnsupportedAuthorization = "UnsupportedAuthorization"
 )
 
+// Reasons of conditions that say what the controller observed or could not do.
+const (
+	// ReasonEndpointsReady: TargetReady or ResolverReady is True, with the count.
+	ReasonEndpointsReady = "EndpointsReady"
+	// ReasonNoReadyEndpoints: TargetReady or ResolverReady is False; with no resolver, elasti
+	// stays in Serve mode.
+	ReasonNoReadyEndpoints = "NoReadyEndpoints"
+	// ReasonTriggerActive and ReasonTriggersIdle: TriggersHealthy is True, and a trigger was,
+	// or none was, above its threshold in the last cooldown.
+	ReasonTriggerActive = "Active"
+	ReasonTriggersIdle  = "Idle"
+	// ReasonListFailed makes Ready False: a read from the API server failed; nothing changed,
+	// and the controller retries.
+	ReasonListFailed = "ListFailed"
+	// ReasonServiceNotFound and ReasonServiceHasNoSelector make Ready False: spec.service is
+	// missing or selects no pods, so callers are sent straight to it.
+	ReasonServiceNotFound      = "ServiceNotFound"
+	ReasonServiceHasNoSelector = "ServiceHasNoSelector"
+	// ReasonTargetNotFound makes Ready and TargetReady False: /scale of spec.scaleTargetRef could
+	// not be read.
+	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonProgrammingFailed makes RoutesProgrammed False: a route or slice write failed.
+	ReasonProgrammingFailed = "ProgrammingFailed"
+	// ReasonScaleFailed makes Ready False: a write to /scale failed.
+	ReasonScaleFailed = "ScaleFailed"
+)
+
 // Key returns "namespace/name", the form HeaderTarget and the wake signal use.
 func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 
-// LabelComponent says which part of elasti an object is; the controller's and resolver's caches
-// select EndpointSlices by it, and the EndpointSlice controller copies it from Services to their
-// slices.
+// LabelComponent says which part of elasti an object is. The EndpointSlice controller copies it
+// from a Service to its slices, and the resolver's cache selects private Services and their
+// slices by it; the controller finds slices by kubernetes.io/service-name.
 const LabelComponent = "elasti.dev/component"
 
 // LabelComponent values. The resolver selects private Services (and, through the label the
 // EndpointSlice controller copies, their slices) by ComponentPrivateService.
 const (
-	ComponentResolver       = "resolver"
 	ComponentPrivateService = "private-service"
 	ComponentResolverSlice  = "resolver-slice"
 	ComponentProxyService   = "proxy-service"
