@@ -12,5 +12,5 @@ import (
 
 // Collectors returns the collectors elasti-controller registers next to controller-runtime's own.
 func Collectors() []prometheus.Collector {
-	return append(activity.Collectors(), reconciler.Collectors()...)
+	return append(activity.Collectors(), reconciler.NewMetrics().Collectors()...)
 }

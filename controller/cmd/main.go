@@ -36,7 +36,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	elasticontroller "github.com/elasti-dev/elasti/controller"
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
@@ -205,7 +204,9 @@ func run() error {
 		return fmt.Errorf("route key Secret %s/%s not available: %w", resolverNS, o.routeKeySecret, err)
 	}
 
-	metrics.Registry.MustRegister(elasticontroller.Collectors()...)
+	recMetrics := reconciler.NewMetrics()
+	metrics.Registry.MustRegister(activity.Collectors()...)
+	metrics.Registry.MustRegister(recMetrics.Collectors()...)
 	store := activity.NewStore()
 	events := make(chan event.GenericEvent, 1024)
 	var auth activity.Authenticator
@@ -223,7 +224,7 @@ func run() error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	sh := &shared{o: o, cfg: cfg, scheme: scheme, cacheOpts: cacheOpts, store: store, events: events, auth: auth,
-		signer: signer, resolverNS: resolverNS, resolverName: resolverName, allowedTriggers: allowedTriggers, log: log}
+		signer: signer, resolverNS: resolverNS, resolverName: resolverName, allowedTriggers: allowedTriggers, log: log, metrics: recMetrics}
 	return standBy(ctx, log, func(term int) error { return lead(ctx, term, sh) })
 }
 
@@ -240,6 +241,7 @@ type shared struct {
 	signer                   *routesig.Signer
 	resolverNS, resolverName string
 	allowedTriggers          triggers.AllowList
+	metrics                  *reconciler.Metrics
 	log                      logr.Logger
 }
 
@@ -304,6 +306,7 @@ func lead(ctx context.Context, term int, sh *shared) error {
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,
 		Triggers: (&triggers.Evaluator{Allowed: sh.allowedTriggers}).Evaluate,
+		Metrics:  sh.metrics,
 	}
 	// A standby starts its watches before it leads, so that a new leader reconciles at once
 	// instead of first listing every Service and EndpointSlice it watches. It costs the standby

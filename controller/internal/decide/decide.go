@@ -3,9 +3,10 @@
 //
 // The rules, in order of precedence:
 //
-//	a port that is not HTTP       -> Serve, and wake the target if it is at zero: the resolver
-//	                                 cannot hold that port's traffic. A Proxy already programmed
-//	                                 stays, while a resolver is ready, until the target is
+//	unsupported (a port that is   -> Serve, and wake the target if it is at zero: the resolver
+//	not HTTP, a policy the           cannot hold that traffic or check its callers. A Proxy
+//	resolver cannot enforce)         already programmed stays, while a resolver is ready,
+//	                                 until the target is ready
 //	no ready resolver             -> Serve, and wake the target if it is at zero (fail open)
 //	woken in this Proxy period    -> Proxy until the target is ready, then Serve, idle or not;
 //	                                 not ready within the wake timeout: WakeFailed, and once
@@ -114,6 +115,22 @@ func (d Decision) Ready() bool {
 		return false
 	}
 	return true
+}
+
+// AskTriggers says whether the triggers must be asked: only for a target that is up and that
+// elasti saw idle for the whole cooldown, when only a trigger could still say it is in use. They
+// are then asked once, for the whole window.
+func AskTriggers(replicas int32, lastActivity time.Time, cooldown time.Duration, now time.Time) bool {
+	return replicas > 0 && now.Sub(lastActivity) >= cooldown
+}
+
+// RequeueAfter is when to look again: the decision's time, unless the triggers could not be
+// read, when they are asked again after retry (until they answer, nothing is idle).
+func RequeueAfter(d Decision, triggersFailed bool, retry time.Duration) time.Duration {
+	if triggersFailed {
+		return retry
+	}
+	return d.RequeueAfter
 }
 
 // Decide returns the Decision for in at time now.

@@ -271,3 +271,37 @@ func TestDecisionReady(t *testing.T) {
 		})
 	}
 }
+
+func TestAskTriggers(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	tests := map[string]struct {
+		replicas int32
+		idle     time.Duration
+		want     bool
+	}{
+		"up and idle for the whole cooldown": {replicas: 1, idle: time.Minute, want: true},
+		"up and idle for longer":             {replicas: 3, idle: time.Hour, want: true},
+		"up and in use within the cooldown":  {replicas: 1, idle: 59 * time.Second, want: false},
+		"at zero: nothing to ask about":      {replicas: 0, idle: time.Hour, want: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := AskTriggers(tc.replicas, now.Add(-tc.idle), time.Minute, now); got != tc.want {
+				t.Errorf("AskTriggers() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequeueAfter(t *testing.T) {
+	d := Decision{RequeueAfter: 4 * time.Minute}
+	if got := RequeueAfter(d, false, 30*time.Second); got != 4*time.Minute {
+		t.Errorf("with healthy triggers RequeueAfter() = %s, want the decision's 4m", got)
+	}
+	if got := RequeueAfter(d, true, 30*time.Second); got != 30*time.Second {
+		t.Errorf("with failed triggers RequeueAfter() = %s, want the retry 30s", got)
+	}
+	if got := RequeueAfter(Decision{}, true, 30*time.Second); got != 30*time.Second {
+		t.Errorf("a decision without a requeue still retries failed triggers: got %s", got)
+	}
+}

@@ -3,31 +3,32 @@ package reconciler
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"slices"
+	"strings"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
-	"github.com/elasti-dev/elasti/controller/internal/resources"
 	"github.com/elasti-dev/elasti/controller/internal/routes"
 	"github.com/elasti-dev/elasti/internal/names"
+
+	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	"github.com/elasti-dev/elasti/controller/internal/resources"
 )
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
@@ -88,7 +89,7 @@ func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same 
 		if err := r.Create(ctx, want); err != nil {
 			return fmt.Errorf("creating %T %s: %w", want, want.GetName(), err)
 		}
-		routeWrites.WithLabelValues(kindOf(want)).Inc()
+		r.Metrics.routeWrites.WithLabelValues(kindOf(want)).Inc()
 		return nil
 	}
 	if err != nil {
@@ -107,7 +108,7 @@ func (r *Reconciler) upsert(ctx context.Context, want, have client.Object, same 
 	if err := r.Patch(ctx, have, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("updating %T %s: %w", want, want.GetName(), err)
 	}
-	routeWrites.WithLabelValues(kindOf(want)).Inc()
+	r.Metrics.routeWrites.WithLabelValues(kindOf(want)).Inc()
 	return nil
 }
 
@@ -155,7 +156,7 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 			if err := r.Patch(ctx, edited, client.MergeFromWithOptions(vs, client.MergeFromWithOptimisticLock{})); err != nil {
 				return fmt.Errorf("patching VirtualService %s/%s: %w", vs.Namespace, vs.Name, err)
 			}
-			routeWrites.WithLabelValues("VirtualService").Inc()
+			r.Metrics.routeWrites.WithLabelValues("VirtualService").Inc()
 		}
 		if mode == v1alpha1.ModeProxy && routes.RoutesTo(edited, t) {
 			refs = append(refs, v1alpha1.RouteRef{Kind: "VirtualService", Namespace: vs.Namespace, Name: vs.Name})
@@ -247,7 +248,7 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d de
 		}
 		es.Status.TargetReplicas = 0
 		es.Status.LastScaledToZeroTime = &metav1.Time{Time: now}
-		scaleEvents.WithLabelValues(es.Namespace, es.Name, "to_zero").Inc()
+		r.Metrics.scaleEvents.WithLabelValues(es.Namespace, es.Name, "to_zero").Inc()
 		why := "idle"
 		if d.Reason == v1alpha1.ReasonWakeFailed {
 			why = "idle since a wake that failed"
@@ -260,7 +261,7 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d de
 		}
 		es.Status.TargetReplicas = es.Spec.MinTargetReplicas
 		es.Status.LastScaledUpTime = &metav1.Time{Time: now}
-		scaleEvents.WithLabelValues(es.Namespace, es.Name, "up").Inc()
+		r.Metrics.scaleEvents.WithLabelValues(es.Namespace, es.Name, "up").Inc()
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Scale",
 			"scaled %s %s from zero to %d", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
 	}
@@ -285,7 +286,7 @@ func (r *Reconciler) recordWakeFailure(ctx context.Context, es *v1alpha1.ElastiS
 	cause := decide.WakeFailureCause(obs.scale.Spec, obs.scale.Status, pods)
 	timeout := wakeTimeout(es)
 	es.Status.LastWakeFailureTime = &metav1.Time{Time: now}
-	wakeFailures.WithLabelValues(es.Namespace, es.Name).Inc()
+	r.Metrics.wakeFailures.WithLabelValues(es.Namespace, es.Name).Inc()
 	r.setCondition(es, v1alpha1.ConditionReady, false, v1alpha1.ReasonWakeFailed,
 		fmt.Sprintf("no ready endpoint %s after the wake: %s; %s", timeout, cause, wakeFailedNext(es)))
 	r.Recorder.Eventf(es, nil, corev1.EventTypeWarning, v1alpha1.ReasonWakeFailed, "Wake",
@@ -297,101 +298,6 @@ func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error
 		return err
 	}
 	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, max(es.Spec.MinTargetReplicas, 1))
-}
-
-// finalize undoes everything before the ElastiService goes: the target back to
-// minTargetReplicas if it is at zero, routes back to the target once it has ready endpoints (or
-// at once when no resolver could hold requests meanwhile), and elasti's own objects removed. An
-// uninstall must never leave a workload at zero or a route pointing at nothing.
-func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(es, v1alpha1.Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	switch owner, err := r.claimedBy(ctx, es); {
-	case err != nil:
-		return ctrl.Result{}, err
-	case owner != nil:
-		return r.finalizeRefused(ctx, es)
-	}
-	sc, err := r.Scaler.Get(ctx, es.Namespace, es.Spec.ScaleTargetRef)
-	targetExists := true
-	switch {
-	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
-		targetExists = false // nothing to bring back
-	case err != nil:
-		return ctrl.Result{}, err
-	case sc.Spec == 0:
-		if err := r.wake(ctx, es); err != nil {
-			return ctrl.Result{}, err
-		}
-		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",
-			"restoring %s %s to %d replicas before deletion", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.MinTargetReplicas)
-	}
-	in := decide.RemovalInput{TargetExists: targetExists, DeletedAt: es.DeletionTimestamp.Time,
-		Mode: es.Status.Mode, ModeSince: timeOf(es.Status.ModeSince), DrainDelay: r.DrainDelay}
-	if targetExists {
-		// The target's own endpoints, not the private Service's: that is deleted below, and a
-		// retry after a failed update must not wait for it to come back.
-		addrs, err := r.readyAddresses(ctx, es.Namespace, es.Spec.Service, notElastis)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		resolvers, err := r.resolverEndpoints(ctx)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		in.ReadyEndpoints, in.Resolvers = len(addrs), len(resolvers)
-	}
-	step, wait := decide.Removal(in, r.now())
-	if step == decide.RemovalAwaitTarget {
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
-
-	before := es.DeepCopy()
-	obs := &observed{}
-	if r.Istio {
-		if obs.virtualServices, err = r.virtualServicesFor(ctx, es); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if err := r.programRoutes(ctx, es, v1alpha1.ModeServe, obs); err != nil {
-		return ctrl.Result{}, err
-	}
-	if step == decide.RemovalDrain {
-		// Kube-proxy and callers' sidecars follow the routes a moment later, and their requests
-		// still reach the resolver, which serves them only while this ElastiService and its
-		// private Service exist: both stay for the drain delay.
-		r.setMode(es, v1alpha1.ModeServe, r.now())
-		if !equalStatus(&before.Status, &es.Status) {
-			if err := r.Status().Patch(ctx, es, client.MergeFrom(before)); err != nil {
-				return ctrl.Result{}, fmt.Errorf("recording Serve mode before removal: %w", err)
-			}
-		}
-		return ctrl.Result{RequeueAfter: wait}, nil
-	}
-	own := []client.Object{
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}},
-	}
-	if r.Istio {
-		own = append(own, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}})
-	}
-	if r.AuthorizationPolicies {
-		own = append(own, &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ResolverAuthorizationPolicy(es.Spec.Service)}})
-	}
-	for _, n := range resources.ProxySliceNames(es) {
-		own = append(own, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: n}})
-	}
-	if err := r.deleteAll(ctx, own...); err != nil {
-		return ctrl.Result{}, err
-	}
-	if r.Istio {
-		if err := r.ensureReplayRoutes(ctx, es, nil); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	controllerutil.RemoveFinalizer(es, v1alpha1.Finalizer)
-	return ctrl.Result{}, r.Update(ctx, es)
 }
 
 // deleteAll deletes the objects that the cache holds. Most passes find nothing to delete (no
@@ -432,8 +338,4 @@ func mergeLabels(have, want map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-func equalStatus(a, b *v1alpha1.ElastiServiceStatus) bool {
-	return equality.Semantic.DeepEqual(a, b)
 }

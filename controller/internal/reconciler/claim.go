@@ -91,7 +91,7 @@ func (r *Reconciler) releaseRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 		if err := r.Patch(ctx, edited, client.MergeFromWithOptions(vs, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("restoring VirtualService %s/%s: %w", vs.Namespace, vs.Name, err)
 		}
-		routeWrites.WithLabelValues("VirtualService").Inc()
+		r.Metrics.routeWrites.WithLabelValues("VirtualService").Inc()
 	}
 	return nil
 }

@@ -112,10 +112,16 @@ var _ = Describe("A GitOps sync that reverts the rewrite", func() {
 		f := newFixture(1)
 		toZero(f)
 
+		// The apply's own answer, not a read after it: elasti may have rewritten it already.
 		sync := func() *networkingv1.VirtualService {
-			Expect(k8s.Apply(testCtx, client.ApplyConfigurationFromUnstructured(applied(f, f.vsSpec)),
+			u := applied(f, f.vsSpec)
+			Expect(k8s.Apply(testCtx, client.ApplyConfigurationFromUnstructured(u),
 				client.FieldOwner(fluxManager), client.ForceOwnership)).To(Succeed())
-			return f.virtualService()
+			raw, err := json.Marshal(u.Object)
+			Expect(err).NotTo(HaveOccurred())
+			vs := &networkingv1.VirtualService{}
+			Expect(json.Unmarshal(raw, vs)).To(Succeed())
+			return vs
 		}
 		syncs(f, "server-side apply (Flux)", sync)
 		vs := f.virtualService()

@@ -19,6 +19,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -66,6 +68,18 @@ var _ = Describe("ElastiService validation", func() {
 		Expect(es.Spec.WakeTimeout).To(Equal(&metav1.Duration{Duration: v1alpha1.DefaultWakeTimeout}))
 	})
 
+	// The typed client drops a zero (omitempty); a manifest that writes 0 sends it.
+	It("rejects minTargetReplicas: 0 as a manifest writes it, naming the field", func() {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(valid())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(unstructured.SetNestedField(u, int64(0), "spec", "minTargetReplicas")).To(Succeed())
+		obj := &unstructured.Unstructured{Object: u}
+		obj.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("ElastiService"))
+		err = k8s.Create(testCtx, obj)
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(And(ContainSubstring("spec.minTargetReplicas"), ContainSubstring("greater than or equal to 1")))
+	})
+
 	DescribeTable("rejects an invalid ElastiService with a message that names the field",
 		func(edit func(*v1alpha1.ElastiService), field, message string) {
 			es := valid()
@@ -82,7 +96,7 @@ var _ = Describe("ElastiService validation", func() {
 			"spec.scaleTargetRef.name", "at least 1 chars long"),
 		Entry("bad apiVersion", func(es *v1alpha1.ElastiService) { es.Spec.ScaleTargetRef.APIVersion = "apps" },
 			"spec.scaleTargetRef.apiVersion", "should match"),
-		Entry("zero minTargetReplicas", func(es *v1alpha1.ElastiService) { es.Spec.MinTargetReplicas = -1 },
+		Entry("negative minTargetReplicas", func(es *v1alpha1.ElastiService) { es.Spec.MinTargetReplicas = -1 },
 			"spec.minTargetReplicas", "greater than or equal to 1"),
 		Entry("cooldown over a week", func(es *v1alpha1.ElastiService) { es.Spec.CooldownPeriod = 604801 },
 			"spec.cooldownPeriod", "less than or equal to 604800"),
