@@ -32,7 +32,7 @@ import (
 )
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
-	want, have := resources.PrivateService(es, public, r.ResolverNamespace), &corev1.Service{}
+	want, have := resources.MakePrivateService(es, public, r.ResolverNamespace), &corev1.Service{}
 	// Every field that says where the resolver's replays go: a private Service edited into an
 	// ExternalName, a NodePort, external IPs, another selector or hidden from the resolver is
 	// put back.
@@ -64,12 +64,12 @@ func (r *Reconciler) ensureReplayRoutes(ctx context.Context, es *v1alpha1.Elasti
 		return r.deleteAll(ctx, &networkingv1.DestinationRule{ObjectMeta: objectMeta(drKey)},
 			&networkingv1.VirtualService{ObjectMeta: objectMeta(vsKey)})
 	}
-	dr := resources.ReplayDestinationRule(es, public, r.ClusterDomain, r.ResolverNamespace)
+	dr := resources.MakeReplayDestinationRule(es, public, r.ClusterDomain, r.ResolverNamespace)
 	var subsets []string
 	for _, s := range public.GetSubsets() {
 		subsets = append(subsets, s.GetName())
 	}
-	vs := resources.ReplayVirtualService(es, subsets, r.ClusterDomain, r.ResolverNamespace)
+	vs := resources.MakeReplayVirtualService(es, subsets, r.ClusterDomain, r.ResolverNamespace)
 
 	if err := r.upsertDestinationRule(ctx, dr); err != nil {
 		return err
@@ -165,7 +165,7 @@ func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 
 	var want []*discoveryv1.EndpointSlice
 	if mode == v1alpha1.ModeProxy && obs.public != nil {
-		want = resources.ResolverSlices(es, obs.public, obs.resolvers, r.ResolverPort)
+		want = resources.MakeResolverSlices(es, obs.public, obs.resolvers, r.ResolverPort)
 	}
 	slices, err := r.syncSlices(ctx, es, want, resources.ResolverSliceNames(es))
 	if err != nil {
@@ -206,7 +206,7 @@ func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.Elasti
 	if obs.public == nil {
 		return nil
 	}
-	want, have := resources.ProxyService(es, obs.public, r.ResolverPort), &corev1.Service{}
+	want, have := resources.MakeProxyService(es, obs.public, r.ResolverPort), &corev1.Service{}
 	if err := r.upsert(ctx, want, have, func() bool {
 		return have.Spec.Type == want.Spec.Type && len(have.Spec.Selector) == 0 && have.Spec.ExternalName == "" &&
 			len(have.Spec.ExternalIPs) == 0 && equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) &&
@@ -222,10 +222,10 @@ func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.Elasti
 	}); err != nil {
 		return err
 	}
-	if _, err := r.syncSlices(ctx, es, resources.ProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es)); err != nil {
+	if _, err := r.syncSlices(ctx, es, resources.MakeProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es)); err != nil {
 		return err
 	}
-	return r.upsertDestinationRule(ctx, resources.ProxyDestinationRule(es, obs.public, r.ClusterDomain))
+	return r.upsertDestinationRule(ctx, resources.MakeProxyDestinationRule(es, obs.public, r.ClusterDomain))
 }
 
 // upsertDestinationRule makes elasti's DestinationRule want exist with exactly its spec.

@@ -140,7 +140,7 @@ func (r *Reconciler) ensureResolverAuthorization(ctx context.Context, es *v1alph
 	if !obs.authorization.allow || obs.authorization.unsupported != "" || obs.public == nil {
 		return r.deleteAll(ctx, &securityv1.AuthorizationPolicy{ObjectMeta: objectMeta(key)})
 	}
-	want, have := resources.ResolverAuthorizationPolicy(es, obs.public, r.ResolverPrincipal), &securityv1.AuthorizationPolicy{}
+	want, have := resources.MakeResolverAuthorizationPolicy(es, obs.public, r.ResolverPrincipal), &securityv1.AuthorizationPolicy{}
 	return r.upsert(ctx, want, have, func() bool { return proto.Equal(&have.Spec, &want.Spec) }, func() {
 		proto.Reset(&have.Spec)
 		proto.Merge(&have.Spec, &want.Spec)

@@ -66,10 +66,10 @@ func exportTo(es *v1alpha1.ElastiService, resolverNamespace string) []string {
 	return []string{".", resolverNamespace}
 }
 
-// PrivateService selects the target's pods with every port of the public Service. The resolver
+// MakePrivateService selects the target's pods with every port of the public Service. The resolver
 // replays through it and the controller reads the target's readiness from its EndpointSlices;
 // unlike the public Service, it never points at the resolver.
-func PrivateService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
+func MakePrivateService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
 	ports := copyPorts(public, func(p corev1.ServicePort) intstr.IntOrString { return p.TargetPort })
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
@@ -104,21 +104,21 @@ func copyPorts(public *corev1.Service, targetPort func(corev1.ServicePort) intst
 	return ports
 }
 
-// ResolverSlices point the public Service at the resolver pods, one EndpointSlice per IP family
+// MakeResolverSlices point the public Service at the resolver pods, one EndpointSlice per IP family
 // in use, with every Service port mapped to the resolver's port. kube-proxy and Istio merge them
 // into the Service, so non-mesh callers (and mesh callers without a VirtualService) reach the
 // resolver without any edit to the user's Service.
-func ResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
+func MakeResolverSlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
 	return slicesFor(es, public, public.Name, ComponentResolverSlice, resolvers, resolverPort,
 		func(family string) string { return names.ResolverSlice(es.Spec.Service, family) })
 }
 
-// ProxyService is where rewritten routes send callers in Proxy mode: a Service without a
+// MakeProxyService is where rewritten routes send callers in Proxy mode: a Service without a
 // selector, in the target's namespace, with the target's ports, whose endpoints (ProxySlices) are
 // the resolver pods. A Sidecar that scopes callers to their namespace, or to the target's port,
 // keeps it in scope exactly when it keeps the target; the caller's proxy speaks the protocol of
 // the target's port to it (HTTP/2 for a gRPC port); and it is exported where the target is.
-func ProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPort int32) *corev1.Service {
+func MakeProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPort int32) *corev1.Service {
 	ports := copyPorts(public, func(corev1.ServicePort) intstr.IntOrString { return intstr.FromInt32(resolverPort) })
 	svc := &corev1.Service{
 		ObjectMeta: meta(es, names.ProxyService(es.Spec.Service), ComponentProxyService),
@@ -135,12 +135,12 @@ func ProxyService(es *v1alpha1.ElastiService, public *corev1.Service, resolverPo
 	return svc
 }
 
-// ProxyDestinationRule gives ProxyService's host the policy of a proxy that holds requests:
+// MakeProxyDestinationRule gives ProxyService's host the policy of a proxy that holds requests:
 // no outlier ejection, since the resolver answers 503 when a queue is full and slowly while a
 // target wakes. Without it a DestinationRule with a wildcard host (a mesh-wide one, say) would
 // apply to the proxy host and could eject a resolver pod; an exact host takes precedence over
 // any wildcard. It is exported where ProxyService is.
-func ProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, domain string) *networkingv1.DestinationRule {
+func MakeProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, domain string) *networkingv1.DestinationRule {
 	spec := &apinetworking.DestinationRule{
 		Host: names.ServiceFQDN(names.ProxyService(es.Spec.Service), es.Namespace, domain),
 		TrafficPolicy: &apinetworking.TrafficPolicy{OutlierDetection: &apinetworking.OutlierDetection{
@@ -160,13 +160,13 @@ func ProxyDestinationRule(es *v1alpha1.ElastiService, public *corev1.Service, do
 	return dr
 }
 
-// ResolverAuthorizationPolicy lets the resolver's replays through the ALLOW policies of the
+// MakeResolverAuthorizationPolicy lets the resolver's replays through the ALLOW policies of the
 // target's pods (those the public Service selects), and nothing else: it names only the
 // resolver's principal. It is made only when an ALLOW policy applies, since the first ALLOW
 // policy on a workload denies every request that no ALLOW policy matches. The resolver checks
 // each caller against the target's own policies before it holds or replays, so the policies
 // still decide who gets through.
-func ResolverAuthorizationPolicy(es *v1alpha1.ElastiService, public *corev1.Service, principal string) *securityv1.AuthorizationPolicy {
+func MakeResolverAuthorizationPolicy(es *v1alpha1.ElastiService, public *corev1.Service, principal string) *securityv1.AuthorizationPolicy {
 	ap := &securityv1.AuthorizationPolicy{
 		ObjectMeta: meta(es, names.ResolverAuthorizationPolicy(es.Spec.Service), ComponentAuthorization),
 	}
@@ -180,14 +180,14 @@ func ResolverAuthorizationPolicy(es *v1alpha1.ElastiService, public *corev1.Serv
 	return ap
 }
 
-// ProxySlices are ProxyService's endpoints: the resolver pods, every port mapped to the
+// MakeProxySlices are ProxyService's endpoints: the resolver pods, every port mapped to the
 // resolver's port.
-func ProxySlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
+func MakeProxySlices(es *v1alpha1.ElastiService, public *corev1.Service, resolvers []discoveryv1.Endpoint, resolverPort int32) []*discoveryv1.EndpointSlice {
 	return slicesFor(es, public, names.ProxyService(es.Spec.Service), ComponentProxyService, resolvers, resolverPort,
 		func(family string) string { return names.ProxySlice(es.Spec.Service, family) })
 }
 
-// ProxySliceNames lists every name ProxySlices can produce, so stale ones can be removed.
+// ProxySliceNames lists every name MakeProxySlices can produce, so stale ones can be removed.
 func ProxySliceNames(es *v1alpha1.ElastiService) []string {
 	return []string{names.ProxySlice(es.Spec.Service, "ipv4"), names.ProxySlice(es.Spec.Service, "ipv6")}
 }
@@ -263,16 +263,16 @@ func familyName(f discoveryv1.AddressType) string {
 	return "ipv4"
 }
 
-// ResolverSliceNames lists every name ResolverSlices can produce, so stale ones can be removed.
+// ResolverSliceNames lists every name MakeResolverSlices can produce, so stale ones can be removed.
 func ResolverSliceNames(es *v1alpha1.ElastiService) []string {
 	return []string{names.ResolverSlice(es.Spec.Service, "ipv4"), names.ResolverSlice(es.Spec.Service, "ipv6")}
 }
 
-// ReplayDestinationRule declares the public host's subsets and traffic policy (the
+// MakeReplayDestinationRule declares the public host's subsets and traffic policy (the
 // DestinationRules of the host as istiod merged them) on the private host, so that the
 // resolver's sidecar can reach the subset the original route named with the same TLS and
 // connection settings.
-func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain, resolverNamespace string) *networkingv1.DestinationRule {
+func MakeReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.DestinationRule, domain, resolverNamespace string) *networkingv1.DestinationRule {
 	spec := &apinetworking.DestinationRule{
 		Host:          names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain),
 		TrafficPolicy: proto.Clone(public.GetTrafficPolicy()).(*apinetworking.TrafficPolicy),
@@ -291,11 +291,11 @@ func ReplayDestinationRule(es *v1alpha1.ElastiService, public *apinetworking.Des
 	return dr
 }
 
-// ReplayVirtualService routes a replay on the private host to the subset named by the
+// MakeReplayVirtualService routes a replay on the private host to the subset named by the
 // X-Elasti-Subset header that the resolver sets for it, and to any pod otherwise. Every route
 // removes elasti's headers once matched: the resolver strips the rest, but X-Elasti-Subset it
 // sends for this match, and the target must not see it.
-func ReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, resolverNamespace string) *networkingv1.VirtualService {
+func MakeReplayVirtualService(es *v1alpha1.ElastiService, subsets []string, domain, resolverNamespace string) *networkingv1.VirtualService {
 	host := names.ServiceFQDN(names.PrivateService(es.Spec.Service), es.Namespace, domain)
 	spec := &apinetworking.VirtualService{Hosts: []string{host}, Gateways: []string{"mesh"}, ExportTo: exportTo(es, resolverNamespace)}
 	strip := func() *apinetworking.Headers {

@@ -43,7 +43,7 @@ func TestResolverSlices(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := ResolverSlices(es, svc, endpoints(tc.addrs...), 8012)
+			got := MakeResolverSlices(es, svc, endpoints(tc.addrs...), 8012)
 			if len(got) != len(tc.wantFamily) {
 				t.Fatalf("got %d slices, want %d", len(got), len(tc.wantFamily))
 			}
@@ -89,8 +89,8 @@ func TestResolverSlicesKeepThePodReference(t *testing.T) {
 	eps := endpoints("10.0.0.5")
 	eps = append(eps, discoveryv1.Endpoint{Addresses: []string{"10.0.0.6"}})
 	for _, build := range []func() []*discoveryv1.EndpointSlice{
-		func() []*discoveryv1.EndpointSlice { return ResolverSlices(es, svc, eps, 8012) },
-		func() []*discoveryv1.EndpointSlice { return ProxySlices(es, svc, eps, 8012) },
+		func() []*discoveryv1.EndpointSlice { return MakeResolverSlices(es, svc, eps, 8012) },
+		func() []*discoveryv1.EndpointSlice { return MakeProxySlices(es, svc, eps, 8012) },
 	} {
 		got := build()
 		if len(got) != 1 || len(got[0].Endpoints) != 2 {
@@ -110,7 +110,7 @@ func TestProxyService(t *testing.T) {
 	es, svc := fixtures()
 	svc.Annotations = map[string]string{AnnotationExportTo: ".,gw"}
 	svc.Spec.Ports[1].AppProtocol = ptr.To("grpc")
-	got := ProxyService(es, svc, 8012)
+	got := MakeProxyService(es, svc, 8012)
 	if got.Name != "shop-elasti-proxy" || got.Namespace != "shop" || got.Spec.Selector != nil {
 		t.Errorf("got %s/%s with selector %v, want shop/shop-elasti-proxy without one", got.Namespace, got.Name, got.Spec.Selector)
 	}
@@ -123,13 +123,13 @@ func TestProxyService(t *testing.T) {
 		got.Spec.Ports[1].TargetPort.IntValue() != 8012 {
 		t.Errorf("ports = %+v, want 80 and 9090 (grpc) with target port 8012", got.Spec.Ports)
 	}
-	dr := ProxyDestinationRule(es, svc, "cluster.local")
+	dr := MakeProxyDestinationRule(es, svc, "cluster.local")
 	od := dr.Spec.GetTrafficPolicy().GetOutlierDetection()
 	if dr.Spec.GetHost() != "shop-elasti-proxy.shop.svc.cluster.local" || !slices.Equal(dr.Spec.GetExportTo(), []string{".", "gw"}) ||
 		od.GetConsecutive_5XxErrors() == nil || od.GetConsecutive_5XxErrors().GetValue() != 0 || od.GetConsecutiveGatewayErrors().GetValue() != 0 {
 		t.Errorf("proxy DestinationRule = %v, want the proxy host, the target's exportTo, and no ejection", &dr.Spec)
 	}
-	proxySlices := ProxySlices(es, svc, endpoints("10.0.0.5"), 8012)
+	proxySlices := MakeProxySlices(es, svc, endpoints("10.0.0.5"), 8012)
 	if len(proxySlices) != 1 || proxySlices[0].Labels[discoveryv1.LabelServiceName] != "shop-elasti-proxy" || proxySlices[0].Name != "shop-elasti-proxy-ipv4" {
 		t.Errorf("slices = %+v, want one for shop-elasti-proxy", proxySlices)
 	}
@@ -137,7 +137,7 @@ func TestProxyService(t *testing.T) {
 
 func TestPrivateServiceCopiesSelectorAndPorts(t *testing.T) {
 	es, svc := fixtures()
-	got := PrivateService(es, svc, "elasti-system")
+	got := MakePrivateService(es, svc, "elasti-system")
 	if got.Name != "shop-elasti-private" || got.Namespace != "shop" {
 		t.Errorf("name = %s/%s, want shop/shop-elasti-private", got.Namespace, got.Name)
 	}
@@ -151,7 +151,7 @@ func TestPrivateServiceCopiesSelectorAndPorts(t *testing.T) {
 
 func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 	es, _ := fixtures()
-	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
+	vs := MakeReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
 	if n := len(vs.Spec.Http); n != 3 {
 		t.Fatalf("got %d routes, want one per subset and a default", n)
 	}
@@ -168,7 +168,7 @@ func TestReplayVirtualServiceMatchesSubsetHeader(t *testing.T) {
 // every other elasti header, before the request reaches the target.
 func TestReplayVirtualServiceRemovesElastiHeaders(t *testing.T) {
 	es, _ := fixtures()
-	vs := ReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
+	vs := MakeReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
 	for _, r := range vs.Spec.GetHttp() {
 		removed := r.GetHeaders().GetRequest().GetRemove()
 		for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderPort, v1alpha1.HeaderSubset, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSignature} {
@@ -195,9 +195,9 @@ func TestReplayObjectsAreExportedToTheResolver(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got := map[string][]string{
-				"private Service":        strings.Split(PrivateService(es, svc, tc.resolverNamespace).Annotations["networking.istio.io/exportTo"], ","),
-				"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
-				"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
+				"private Service":        strings.Split(MakePrivateService(es, svc, tc.resolverNamespace).Annotations["networking.istio.io/exportTo"], ","),
+				"replay DestinationRule": MakeReplayDestinationRule(es, dr, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
+				"replay VirtualService":  MakeReplayVirtualService(es, []string{"v1"}, "cluster.local", tc.resolverNamespace).Spec.GetExportTo(),
 			}
 			for obj, exp := range got {
 				if !slices.Equal(exp, tc.want) {
@@ -214,16 +214,16 @@ func TestEverythingBuiltIsLabelled(t *testing.T) {
 	es, svc := fixtures()
 	dr := &apinetworking.DestinationRule{Host: "shop"}
 	objs := map[string]metav1.Object{
-		"private Service":        PrivateService(es, svc, "elasti-system"),
-		"replay DestinationRule": ReplayDestinationRule(es, dr, "cluster.local", "elasti-system"),
-		"replay VirtualService":  ReplayVirtualService(es, []string{"v1"}, "cluster.local", "elasti-system"),
+		"private Service":        MakePrivateService(es, svc, "elasti-system"),
+		"replay DestinationRule": MakeReplayDestinationRule(es, dr, "cluster.local", "elasti-system"),
+		"replay VirtualService":  MakeReplayVirtualService(es, []string{"v1"}, "cluster.local", "elasti-system"),
 	}
-	for _, s := range ResolverSlices(es, svc, endpoints("10.0.0.5", "fd00::5"), 8012) {
+	for _, s := range MakeResolverSlices(es, svc, endpoints("10.0.0.5", "fd00::5"), 8012) {
 		objs["resolver EndpointSlice "+s.Name] = s
 	}
-	objs["proxy Service"] = ProxyService(es, svc, 8012)
-	objs["proxy DestinationRule"] = ProxyDestinationRule(es, svc, "cluster.local")
-	for _, s := range ProxySlices(es, svc, endpoints("10.0.0.5"), 8012) {
+	objs["proxy Service"] = MakeProxyService(es, svc, 8012)
+	objs["proxy DestinationRule"] = MakeProxyDestinationRule(es, svc, "cluster.local")
+	for _, s := range MakeProxySlices(es, svc, endpoints("10.0.0.5"), 8012) {
 		objs["proxy EndpointSlice "+s.Name] = s
 	}
 	for name, o := range objs {
