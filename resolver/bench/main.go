@@ -36,6 +36,7 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/rlimit"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
@@ -75,7 +76,7 @@ func run() error {
 	flag.BoolVar(&o.pin, "pin", false, "pin loadgen and backend to CPU 0 and this process (the resolver) to CPU 1")
 	flag.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the resolver, loadgen and backend and the resolver's alloc profile, all from the warm passes")
 	flag.Parse()
-	raiseNoFile()
+	rlimit.RaiseNoFile()
 
 	tmp, err := os.MkdirTemp("", "elasti-bench-")
 	if err != nil {
@@ -693,12 +694,4 @@ func startBackend(loadgen, cpuProfile string, pin bool) (*backendProc, error) {
 		return nil, fmt.Errorf("backend did not start: %w", err)
 	}
 	return &backendProc{addr: strings.TrimSpace(line), cmd: cmd, stop: stop}, nil
-}
-
-func raiseNoFile() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }
