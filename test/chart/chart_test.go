@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,12 +15,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/elasti-dev/elasti/internal/manifest"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
-func chartDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "charts", "elasti")
-}
+func chartDir() string { return repo.Path("charts", "elasti") }
 
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
 const (
@@ -393,7 +393,7 @@ var _ = Describe("Failures", Label("failures"), func() {
 
 		By("giving the resolver a short drain")
 		DeferCleanup(installElasti) // the suite's values again, without the extra flag
-		helm("upgrade", "elasti", filepath.Join(repo, "charts", "elasti"), "--namespace", elastiNS, "--reuse-values",
+		helm("upgrade", "elasti", repo.Path("charts", "elasti"), "--namespace", elastiNS, "--reuse-values",
 			"--set", "resolver.extraArgs={--drain-timeout=3s}", "--wait", "--timeout", "3m")
 		waitDeploymentReady(resolverName, resolverReplicas)
 		pod := resolverPods()[0]

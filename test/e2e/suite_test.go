@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -37,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/test/internal/fixture"
 )
 
@@ -45,13 +44,7 @@ var (
 	restConfig *rest.Config
 	ctx        = context.Background()
 	prom       *fakeProm
-	repo       = repoRoot()
 )
-
-func repoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -106,7 +99,7 @@ func installElasti() {
 	GinkgoHelper()
 	By("installing elasti from its Helm chart, with the images built from the tree")
 	start := time.Now()
-	helm("upgrade", "--install", "elasti", filepath.Join(repo, "charts", "elasti"),
+	helm("upgrade", "--install", "elasti", repo.Path("charts", "elasti"),
 		"--namespace", "elasti-system", "--create-namespace", "--wait", "--timeout", "3m",
 		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
 		// No Envoy can run here: the resolver has no sidecar and replays straight to pod IPs.
