@@ -42,7 +42,7 @@ var _ = Describe("Chaos", Label("chaos"), func() {
 		cluster, err := localcluster.Attach(localcluster.Options{Dir: dir, Netns: envOr("E2E_CLUSTER_NETNS", "elasti")})
 		Expect(err).NotTo(HaveOccurred())
 
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(3600) // no cycle until the load runs
 		DeferCleanup(removeApp, a)
 		ledger := withLedger(a)

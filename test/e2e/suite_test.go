@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,33 +34,21 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
 	"github.com/elasti-dev/elasti/internal/testsupport/repo"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
 var (
 	k8s        client.Client
 	restConfig *rest.Config
 	ctx        = context.Background()
-	prom       *fakeProm
+	prom       *fakeprom.Server
 )
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "elasti e2e")
-}
-
-// fakeProm answers elasti's trigger queries from the node address, which pods reach. Scenarios
-// that need a real Prometheus use Debian's; the ones here only need to say "active" or "idle".
-type fakeProm struct {
-	*fixture.Prom
-	active *atomic.Bool
-}
-
-func startFakeProm() *fakeProm {
-	p, err := fixture.StartProm(fixture.NodeIP + ":0")
-	Expect(err).NotTo(HaveOccurred())
-	return &fakeProm{Prom: p, active: &p.Active}
 }
 
 func helm(args ...string) string {
@@ -86,7 +73,9 @@ var _ = BeforeSuite(func() {
 	Expect(securityv1.AddToScheme(scheme)).To(Succeed())
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	prom = startFakeProm()
+	// On the node address, which the controller's pods reach.
+	prom, err = fakeprom.Start(localcluster.NodeIP + ":0")
+	Expect(err).NotTo(HaveOccurred())
 	installElasti()
 })
 
@@ -116,7 +105,7 @@ func installElasti() {
 	// helm --wait sees the pods ready, but kube-proxy programs a reinstall's new ClusterIPs a
 	// moment later; until it has, a connection to them is refused.
 	for _, port := range []string{"elasti-system/elasti-resolver:proxy", "elasti-system/elasti-controller:http-activity"} {
-		Eventually(func() ([]string, error) { return fixture.KubeProxyTargets(port) }).
+		Eventually(func() ([]string, error) { return localcluster.KubeProxyTargets(port) }).
 			WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "kube-proxy never routed %s", port)
 	}
 	// A controller uninstalled a moment ago could not release its Lease (helm deleted its RBAC
