@@ -4,7 +4,6 @@ package chart
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -20,19 +19,7 @@ import (
 // kustomize builds config/<dir> with the pinned kustomize that make test-chart names in KUSTOMIZE.
 func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	bin := os.Getenv("KUSTOMIZE")
-	if bin == "" {
-		t.Fatal("KUSTOMIZE must name the pinned kustomize binary; run make test-chart")
-	}
-	out, err := exec.Command(bin, "build", repo.Path("config", dir)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kustomize build config/%s: %v\n%s", dir, err, out)
-	}
-	objs, err := manifest.Decode(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
+	return pinnedObjects(t, "KUSTOMIZE", "build", repo.Path("config", dir))
 }
 
 func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
