@@ -29,19 +29,14 @@ import (
 	"syscall"
 	"time"
 
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/rlimit"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
-	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
 const ns = "bench"
@@ -75,7 +70,7 @@ func run() error {
 	flag.BoolVar(&o.pin, "pin", false, "pin loadgen and backend to CPU 0 and this process (the resolver) to CPU 1")
 	flag.StringVar(&o.profile, "profile", "", "directory for CPU profiles of the resolver, loadgen and backend and the resolver's alloc profile, all from the warm passes")
 	flag.Parse()
-	raiseNoFile()
+	rlimit.RaiseNoFile()
 
 	tmp, err := os.MkdirTemp("", "elasti-bench-")
 	if err != nil {
@@ -137,10 +132,8 @@ var productLimits = limits{total: 20000, share: 5000, perTarget: 5000, limit: 50
 
 // resolver is the real chain with in-memory sources.
 type resolver struct {
-	addr  string
-	reg   *registry.Registry
-	ready *readiness.Cache
-	thr   *throttler.Throttler
+	*resolvertest.Resolver
+	addr string
 }
 
 type noWaker struct{}
@@ -149,14 +142,10 @@ func (noWaker) Held(types.NamespacedName, func() bool) {}
 func (noWaker) Active(types.NamespacedName)            {}
 
 func newResolver(maxConns int, l limits) (*resolver, error) {
-	reg := registry.New("cluster.local", nil)
-	ready := readiness.New()
-	thr := throttler.New(ready, l.total)
-	thr.SetNamespaceShare(l.share)
-	ready.SetListener(thr)
+	r := resolvertest.New(resolvertest.Options{MaxTotal: l.total, NamespaceShare: l.share})
 	chain := handler.Build(handler.Config{
-		Proxy: proxy.New(proxy.Options{MaxConnsPerHost: maxConns}), Targets: reg, Throttler: thr, Waker: noWaker{},
-		Endpoints: ready, Upstream: handler.UpstreamPods, Domain: "cluster.local",
+		Proxy: proxy.New(proxy.Options{MaxConnsPerHost: maxConns}), Targets: r.Registry, Throttler: r.Throttler, Waker: noWaker{},
+		Endpoints: r.Ready, Upstream: handler.UpstreamPods, Domain: resolvertest.Domain,
 		MaxPending: l.perTarget, MaxPendingLimit: l.limit, HoldTimeout: 2 * time.Minute, Metrics: metrics.New(),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -164,7 +153,7 @@ func newResolver(maxConns int, l limits) (*resolver, error) {
 		return nil, err
 	}
 	go serveLabelled("resolver", handler.NewServer("", chain, time.Hour), ln)
-	return &resolver{addr: ln.Addr().String(), reg: reg, ready: ready, thr: thr}, nil
+	return &resolver{Resolver: r, addr: ln.Addr().String()}, nil
 }
 
 func (r *resolver) addTarget(service string) types.NamespacedName {
@@ -174,37 +163,11 @@ func (r *resolver) addTarget(service string) types.NamespacedName {
 // addTargetIn adds an ElastiService for service in namespace, asking for maxPending held
 // requests (0: the resolver's default).
 func (r *resolver) addTargetIn(namespace, service string, maxPending int32) types.NamespacedName {
-	es := &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: service},
-		Spec:       v1alpha1.ElastiServiceSpec{Service: service},
-	}
+	es := resolvertest.Target(namespace, service)
 	if maxPending > 0 {
 		es.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: &maxPending}
 	}
-	r.reg.UpsertElastiService(es)
-	return types.NamespacedName{Namespace: namespace, Name: names.PrivateService(service)}
-}
-
-// setReady writes the private Service's EndpointSlice as the cluster would.
-func (r *resolver) setReady(key types.NamespacedName, addr string, ready bool) {
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	r.ready.Update(&discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: key.Name}},
-		Ports:      []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(p))}},
-		Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}},
-	})
-}
-
-func (r *resolver) waitPending(key types.NamespacedName, n int, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for r.thr.Pending(key) < n {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d requests held after %v", r.thr.Pending(key), n, limit)
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
-	return nil
+	return r.Add(es)
 }
 
 // rpsResult mirrors loadgen's RPS.
@@ -246,7 +209,7 @@ type passKind struct {
 
 func warm(r *resolver, loadgen string, backend *backendProc, o options) error {
 	key := r.addTarget("warm")
-	r.setReady(key, backend.addr, true)
+	r.SetReady(key, backend.addr, true)
 	rps := func(addr, host string) func(int, time.Duration) []string {
 		return func(c int, d time.Duration) []string {
 			return []string{"-mode=rps", "-url=http://" + addr + "/", "-host=" + host, "-c=" + strconv.Itoa(c), "-d=" + d.String()}
@@ -482,14 +445,14 @@ func burst(r *resolver, loadgen, backend string, o options) error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	if err := r.waitPending(key, o.burst, 2*time.Minute); err != nil {
+	if err := r.WaitPending(key, o.burst, 2*time.Minute); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return err
 	}
 	held := memory()
 	readyAt := time.Now()
-	r.setReady(key, backend, true)
+	r.SetReady(key, backend, true)
 	if err := cmd.Wait(); err != nil {
 		return fmt.Errorf("loadgen burst: %w", err)
 	}
@@ -543,19 +506,19 @@ func flood(loadgen, backend string, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := r.waitPending(loud, productLimits.share, 2*time.Minute); err != nil {
+	if err := r.WaitPending(loud, productLimits.share, 2*time.Minute); err != nil {
 		return err
 	}
 	q, err := start("calm.quiet", "q", quietN)
 	if err != nil {
 		return err
 	}
-	if err := r.waitPending(quiet, quietN, 2*time.Minute); err != nil {
+	if err := r.WaitPending(quiet, quietN, 2*time.Minute); err != nil {
 		return err
 	}
 	held := memory()
-	r.setReady(loud, backend, true)
-	r.setReady(quiet, backend, true)
+	r.SetReady(loud, backend, true)
+	r.SetReady(quiet, backend, true)
 	var res [2]burstResult
 	for i, x := range []run{f, q} {
 		if err := x.cmd.Wait(); err != nil {
@@ -613,7 +576,7 @@ func wake(r *resolver, loadgen string, o options) error {
 	addr := ln.Addr().String()
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		arrivals <- time.Duration(time.Now().UnixNano() - readyAt.Load())
-		r.setReady(key, addr, false)
+		r.SetReady(key, addr, false)
 		_, _ = io.WriteString(w, "ok")
 	}), ReadHeaderTimeout: time.Minute}
 	go func() { _ = srv.Serve(ln) }()
@@ -627,11 +590,11 @@ func wake(r *resolver, loadgen string, o options) error {
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	lat := make([]time.Duration, 0, o.wakes)
 	for range o.wakes {
-		if err := r.waitPending(key, 1, 30*time.Second); err != nil {
+		if err := r.WaitPending(key, 1, 30*time.Second); err != nil {
 			return err
 		}
 		readyAt.Store(time.Now().UnixNano())
-		r.setReady(key, addr, true)
+		r.SetReady(key, addr, true)
 		select {
 		case d := <-arrivals:
 			lat = append(lat, d)
@@ -693,12 +656,4 @@ func startBackend(loadgen, cpuProfile string, pin bool) (*backendProc, error) {
 		return nil, fmt.Errorf("backend did not start: %w", err)
 	}
 	return &backendProc{addr: strings.TrimSpace(line), cmd: cmd, stop: stop}, nil
-}
-
-func raiseNoFile() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }

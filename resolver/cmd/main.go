@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -28,6 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/rlimit"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
@@ -113,7 +113,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("--xfcc-trusted-peers: %w", err)
 	}
-	raiseNoFile()
+	rlimit.RaiseNoFile() // every held request is a socket
 	sig := ctrl.SetupSignalHandler()
 
 	scheme := runtime.NewScheme()
@@ -323,13 +323,4 @@ func defaultRouteKeySecret() string {
 		ns = "elasti-system"
 	}
 	return ns + "/" + routesig.DefaultSecretName
-}
-
-// raiseNoFile lifts the soft open-file limit to the hard one: every held request is a socket.
-func raiseNoFile() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }

@@ -38,7 +38,7 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 	"github.com/elasti-dev/elasti/internal/wake"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 )

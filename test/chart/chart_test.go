@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -17,23 +15,28 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/elasti-dev/elasti/internal/manifest"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
-func chartDir() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "charts", "elasti")
-}
+func chartDir() string { return repo.Path("charts", "elasti") }
 
+// render runs helm template on the chart with args and returns the objects.
 func render(t *testing.T, args ...string) []*unstructured.Unstructured {
 	t.Helper()
-	helm := os.Getenv("HELM")
-	if helm == "" {
-		t.Fatal("HELM must name the pinned helm binary; run make test-chart")
+	return pinnedObjects(t, "HELM", append([]string{"template", "elasti", chartDir(), "--namespace", "elasti-system"}, args...)...)
+}
+
+// pinnedObjects runs the pinned binary that make test-chart names in the environment variable
+// env with args, and returns the objects it prints.
+func pinnedObjects(t *testing.T, env string, args ...string) []*unstructured.Unstructured {
+	t.Helper()
+	bin := os.Getenv(env)
+	if bin == "" {
+		t.Fatalf("%s must name a pinned binary; run make test-chart", env)
 	}
-	cmd := exec.Command(helm, append([]string{"template", "elasti", chartDir(), "--namespace", "elasti-system"}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("helm template %v: %v\n%s", args, err, out)
+		t.Fatalf("%s %v: %v\n%s", env, args, err, out)
 	}
 	objs, err := manifest.Decode(out)
 	if err != nil {

@@ -4,7 +4,6 @@ package chart
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -14,26 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/elasti-dev/elasti/internal/manifest"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
-
-func repoRoot() string { return filepath.Join(chartDir(), "..", "..") }
 
 // kustomize builds config/<dir> with the pinned kustomize that make test-chart names in KUSTOMIZE.
 func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	bin := os.Getenv("KUSTOMIZE")
-	if bin == "" {
-		t.Fatal("KUSTOMIZE must name the pinned kustomize binary; run make test-chart")
-	}
-	out, err := exec.Command(bin, "build", filepath.Join(repoRoot(), "config", dir)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kustomize build config/%s: %v\n%s", dir, err, out)
-	}
-	objs, err := manifest.Decode(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return objs
+	return pinnedObjects(t, "KUSTOMIZE", "build", repo.Path("config", dir))
 }
 
 func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
@@ -100,7 +86,7 @@ func TestKustomizeDefault(t *testing.T) {
 	// the route key for the resolver), bound to the service account each Deployment runs as.
 	for _, bin := range []string{"controller", "resolver"} {
 		name := "elasti-" + bin
-		generated := readObjects(t, filepath.Join(repoRoot(), "config", "rbac", bin, "role.yaml"))
+		generated := readObjects(t, repo.Path("config", "rbac", bin, "role.yaml"))
 		if wantKinds := map[string]int{"controller": 2, "resolver": 2}[bin]; len(generated) != wantKinds {
 			t.Fatalf("config/rbac/%s/role.yaml has %d objects, want %d", bin, len(generated), wantKinds)
 		}
@@ -135,7 +121,7 @@ func TestKustomizeDefault(t *testing.T) {
 	}
 
 	// The CRD is the generated one.
-	crd := readObjects(t, filepath.Join(repoRoot(), "config", "crd", "bases", "elasti.dev_elastiservices.yaml"))
+	crd := readObjects(t, repo.Path("config", "crd", "bases", "elasti.dev_elastiservices.yaml"))
 	if diff := cmp.Diff(crd[0].Object["spec"], find(objs, "CustomResourceDefinition", "elastiservices.elasti.dev").Object["spec"]); diff != "" {
 		t.Errorf("the CRD differs from config/crd/bases (-want +got):\n%s", diff)
 	}
@@ -195,7 +181,7 @@ func TestKustomizeMatchesChart(t *testing.T) {
 func TestKustomizeSamplesAndBases(t *testing.T) {
 	var want []*unstructured.Unstructured
 	for _, dir := range []string{"istio-gateway", "keda", "argo-rollout"} {
-		files, err := filepath.Glob(filepath.Join(repoRoot(), "samples", dir, "*.yaml"))
+		files, err := filepath.Glob(repo.Path("samples", dir, "*.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"testing"
@@ -15,13 +13,11 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/elasti-dev/elasti/controller"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/resolver"
 )
 
-func dashboardPath() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "charts", "elasti", "dashboards", "elasti.json")
-}
+func dashboardPath() string { return repo.Path("charts", "elasti", "dashboards", "elasti.json") }
 
 // query is one PromQL expression of the dashboard and where it is.
 type query struct {

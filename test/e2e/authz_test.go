@@ -42,7 +42,7 @@ func clientCert(principal string) string {
 var _ = Describe("AuthorizationPolicies on the target", Label("istio", "authz"), func() {
 	It("refuses the callers the target's policies refuse before it holds or wakes, replays the others once, and istiod lets the replays in by elasti's policy", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(3)
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 		const frontend, intruder = "cluster.local/ns/frontend/sa/frontend", "cluster.local/ns/intruder/sa/default"

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
@@ -37,12 +37,12 @@ var _ = Describe("Chaos", Label("chaos"), func() {
 		}
 		dir := os.Getenv("E2E_CLUSTER_DIR")
 		if dir == "" {
-			dir = filepath.Join(repo, ".cache", "cluster")
+			dir = repo.Path(".cache", "cluster")
 		}
 		cluster, err := localcluster.Attach(localcluster.Options{Dir: dir, Netns: envOr("E2E_CLUSTER_NETNS", "elasti")})
 		Expect(err).NotTo(HaveOccurred())
 
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(3600) // no cycle until the load runs
 		DeferCleanup(removeApp, a)
 		ledger := withLedger(a)

@@ -115,8 +115,8 @@ func killContainer(pod *corev1.Pod, container string) {
 // live a moment, so that entry measures the handover more than it proves the hold.
 var _ = Describe("Controller failover", Label("failover"), func() {
 	BeforeEach(func() {
-		prom.active.Store(false)
-		DeferCleanup(func() { prom.active.Store(false) })
+		prom.Active.Store(false)
+		DeferCleanup(func() { prom.Active.Store(false) })
 	})
 
 	DescribeTable("answers a burst held while the leading controller goes, each request exactly once",

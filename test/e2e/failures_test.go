@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
 const (
@@ -291,8 +291,8 @@ func routesIn(g Gomega, a *app, mode v1alpha1.Mode) {
 
 var _ = Describe("Failures", Label("failures"), func() {
 	BeforeEach(func() {
-		prom.active.Store(false)
-		DeferCleanup(func() { prom.active.Store(false) })
+		prom.Active.Store(false)
+		DeferCleanup(func() { prom.Active.Store(false) })
 	})
 
 	It("replays what a deleted resolver pod held during its drain, and what the surviving one holds, each exactly once", func() {
@@ -301,7 +301,7 @@ var _ = Describe("Failures", Label("failures"), func() {
 		DeferCleanup(removeApp, a)
 		a.toZero()
 		// The trigger now says busy, so that Serve, once reached, stays; it is not asked at zero.
-		prom.active.Store(true)
+		prom.Active.Store(true)
 		// A target that takes 10 s to become ready after it starts: the window in which
 		// requests are held and a resolver pod is deleted.
 		setReadiness(a, "/healthz", 10)
@@ -393,7 +393,7 @@ var _ = Describe("Failures", Label("failures"), func() {
 
 		By("giving the resolver a short drain")
 		DeferCleanup(installElasti) // the suite's values again, without the extra flag
-		helm("upgrade", "elasti", filepath.Join(repo, "charts", "elasti"), "--namespace", elastiNS, "--reuse-values",
+		helm("upgrade", "elasti", repo.Path("charts", "elasti"), "--namespace", elastiNS, "--reuse-values",
 			"--set", "resolver.extraArgs={--drain-timeout=3s}", "--wait", "--timeout", "3m")
 		waitDeploymentReady(resolverName, resolverReplicas)
 		pod := resolverPods()[0]
@@ -502,7 +502,7 @@ var _ = Describe("Failures", Label("failures"), func() {
 			a := deployApp(5)
 			DeferCleanup(removeApp, a)
 			a.toZero()
-			prom.active.Store(true) // busy once up: Serve is where it must converge
+			prom.Active.Store(true) // busy once up: Serve is where it must converge
 			setReadiness(a, "/healthz", 5)
 
 			var r answer
@@ -579,7 +579,7 @@ var _ = Describe("Bad input: queue limits", Label("bad-input"), Ordered, func() 
 	var a *app
 	const maxPending, holdTimeout = 2, 4 * time.Second
 	BeforeAll(func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a = deployApp(5)
 		// The resolvers learn the limits while the target goes to zero.
 		es := &v1alpha1.ElastiService{}

@@ -109,7 +109,7 @@ func toResolver(weight uint32, target, subset string) gtypes.GomegaMatcher {
 var _ = Describe("Istio routes over xDS", Label("istio"), func() {
 	It("points weighted subset routes and a gateway's route in another namespace at the resolver in Proxy mode, and back in Serve mode", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(3600) // Serve until the cooldown is shortened below
 		gwNS := a.ns + "-gw"
 		DeferCleanup(func() {

@@ -156,7 +156,7 @@ func cycles(log []statusEvent) (full []cycle, aborted int) {
 var _ = Describe("Load across the switch", Label("load"), func() {
 	It("serves continuous load through 5 cycles to zero and back with no error, no duplicate, and kept-alive connections reused across the switches", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(3600) // no cycle until the load runs
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 

@@ -72,7 +72,7 @@ const resolverWorkload = "elasti-resolver;elasti-system;elasti-resolver;"
 var _ = Describe("Istio as it runs", Label("istio", "mesh"), func() {
 	It("gives callers mTLS to the resolver under STRICT, keeps it in a Sidecar's scope, and keeps HTTP/2 for gRPC", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(5)
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 		fqdn := func(svc string) string { return svc + "." + a.ns + ".svc.cluster.local" }

@@ -30,7 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 )
 
 // proxylessConn dials target (xds:///host:port) with gRPC-Go's own xDS client against the
@@ -82,7 +82,7 @@ func echo(ctx context.Context, conn *grpc.ClientConn, id string) (string, error)
 var _ = Describe("Proxyless gRPC through istiod", Label("istio", "mesh", "proxyless"), func() {
 	It("sends real calls where istiod says, weights kept: to the resolver at zero, answered after the wake, then straight to the pods", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(5)
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 		vs := &networkingv1.VirtualService{}
@@ -93,7 +93,7 @@ var _ = Describe("Proxyless gRPC through istiod", Label("istio", "mesh", "proxyl
 		otherNS := a.ns + "-other"
 		Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: otherNS}})).To(Succeed())
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: otherNS}}) })
-		Expect(k8s.Create(ctx, fixture.SampleApp(otherNS, "other", map[string]string{"app": "other"}))).To(Succeed())
+		Expect(k8s.Create(ctx, workload.SampleApp(otherNS, "other", map[string]string{"app": "other"}))).To(Succeed())
 		Expect(k8s.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "other", Namespace: otherNS}, Spec: corev1.ServiceSpec{
 			Selector: map[string]string{"app": "other"},
 			Ports:    []corev1.ServicePort{{Name: "grpc", Port: 9090, TargetPort: intstr.FromString("grpc"), AppProtocol: ptr.To("kubernetes.io/h2c")}},

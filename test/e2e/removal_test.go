@@ -88,7 +88,7 @@ var _ = Describe("Removal", Label("removal"), func() {
 	}
 
 	It("loses no caller when an ElastiService at zero is deleted", func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(5)
 		DeferCleanup(removeApp, a)
 		a.toZero()
@@ -96,7 +96,7 @@ var _ = Describe("Removal", Label("removal"), func() {
 	})
 
 	It("loses no caller when an ElastiService in Serve mode is deleted", func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(300)
 		DeferCleanup(removeApp, a)
 		Eventually(func(g Gomega) {

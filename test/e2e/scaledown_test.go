@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
 // realProm is Debian's Prometheus, started by a spec inside the cluster's network namespace on
@@ -46,7 +46,7 @@ func startPrometheus(ns string) *realProm {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
 	sd := startPodDiscovery(ns)
-	lis, err := net.Listen("tcp", fixture.NodeIP+":0")
+	lis, err := net.Listen("tcp", localcluster.NodeIP+":0")
 	Expect(err).NotTo(HaveOccurred())
 	addr := lis.Addr().String()
 	Expect(lis.Close()).To(Succeed())
@@ -84,7 +84,7 @@ scrape_configs:
 // namespace ns with a container port named http, labelled with its namespace and pod.
 func startPodDiscovery(ns string) (url string) {
 	GinkgoHelper()
-	lis, err := net.Listen("tcp", fixture.NodeIP+":0")
+	lis, err := net.Listen("tcp", localcluster.NodeIP+":0")
 	Expect(err).NotTo(HaveOccurred())
 	type group struct {
 		Targets []string          `json:"targets"`

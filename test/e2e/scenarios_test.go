@@ -30,7 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
+	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
 // app is the sample workload with its Service, a DestinationRule with a subset, a VirtualService
@@ -50,7 +51,7 @@ func deployApp(cooldown int32) *app {
 		Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext}}}
 	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}})).To(Succeed())
 	labels := map[string]string{"app": "shop", "version": "v1"}
-	Expect(k8s.Create(ctx, fixture.SampleApp(a.ns, "shop", labels))).To(Succeed())
+	Expect(k8s.Create(ctx, workload.SampleApp(a.ns, "shop", labels))).To(Succeed())
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: a.ns},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{
@@ -75,18 +76,9 @@ func deployApp(cooldown int32) *app {
 
 	Eventually(func() error { return a.get("/healthz") }).WithTimeout(time.Minute).Should(Succeed())
 
-	Expect(k8s.Create(ctx, &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: a.ns},
-		Spec: v1alpha1.ElastiServiceSpec{
-			Service:           "shop",
-			ScaleTargetRef:    v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "shop"},
-			MinTargetReplicas: 1,
-			CooldownPeriod:    cooldown,
-			Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
-				Metadata: v1alpha1.TriggerMetadata{ServerAddress: prom.URL, Query: "sum(rate(requests_total[1m]))"}}},
-			ProbeResponses: []v1alpha1.ProbeResponse{{Path: "/probe", Body: "canned\n"}},
-		},
-	})).To(Succeed())
+	es := workload.ElastiService(a.ns, "shop", prom.URL, cooldown)
+	es.Spec.ProbeResponses = []v1alpha1.ProbeResponse{{Path: "/probe", Body: "canned\n"}}
+	Expect(k8s.Create(ctx, es)).To(Succeed())
 	return a
 }
 
@@ -189,7 +181,7 @@ func (a *app) toZero() {
 // such as "ns/shop:http". The suite runs as root in the cluster's network namespace.
 func kubeProxyTargets(servicePort string) []string {
 	GinkgoHelper()
-	ips, err := fixture.KubeProxyTargets(servicePort)
+	ips, err := localcluster.KubeProxyTargets(servicePort)
 	Expect(err).NotTo(HaveOccurred())
 	return ips
 }
@@ -197,7 +189,7 @@ func kubeProxyTargets(servicePort string) []string {
 var _ = Describe("Cold start", Ordered, func() {
 	var a *app
 	BeforeAll(func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a = deployApp(5)
 		a.toZero()
 	})
@@ -327,7 +319,7 @@ var _ = Describe("Bad input", func() {
 
 var _ = Describe("Clean-up", func() {
 	It("restores the routes and the replicas when the ElastiService is deleted at zero", func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(5)
 		a.toZero()
 		Expect(k8s.Delete(ctx, &v1alpha1.ElastiService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: a.ns}})).To(Succeed())

@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	goruntime "runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,38 +34,21 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
+	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
 var (
 	k8s        client.Client
 	restConfig *rest.Config
 	ctx        = context.Background()
-	prom       *fakeProm
-	repo       = repoRoot()
+	prom       *fakeprom.Server
 )
-
-func repoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "elasti e2e")
-}
-
-// fakeProm answers elasti's trigger queries from the node address, which pods reach. Scenarios
-// that need a real Prometheus use Debian's; the ones here only need to say "active" or "idle".
-type fakeProm struct {
-	*fixture.Prom
-	active *atomic.Bool
-}
-
-func startFakeProm() *fakeProm {
-	p, err := fixture.StartProm(fixture.NodeIP + ":0")
-	Expect(err).NotTo(HaveOccurred())
-	return &fakeProm{Prom: p, active: &p.Active}
 }
 
 func helm(args ...string) string {
@@ -93,7 +73,9 @@ var _ = BeforeSuite(func() {
 	Expect(securityv1.AddToScheme(scheme)).To(Succeed())
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
-	prom = startFakeProm()
+	// On the node address, which the controller's pods reach.
+	prom, err = fakeprom.Start(localcluster.NodeIP + ":0")
+	Expect(err).NotTo(HaveOccurred())
 	installElasti()
 })
 
@@ -106,7 +88,7 @@ func installElasti() {
 	GinkgoHelper()
 	By("installing elasti from its Helm chart, with the images built from the tree")
 	start := time.Now()
-	helm("upgrade", "--install", "elasti", filepath.Join(repo, "charts", "elasti"),
+	helm("upgrade", "--install", "elasti", repo.Path("charts", "elasti"),
 		"--namespace", "elasti-system", "--create-namespace", "--wait", "--timeout", "3m",
 		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never",
 		// No Envoy can run here: the resolver has no sidecar and replays straight to pod IPs.
@@ -123,7 +105,7 @@ func installElasti() {
 	// helm --wait sees the pods ready, but kube-proxy programs a reinstall's new ClusterIPs a
 	// moment later; until it has, a connection to them is refused.
 	for _, port := range []string{"elasti-system/elasti-resolver:proxy", "elasti-system/elasti-controller:http-activity"} {
-		Eventually(func() ([]string, error) { return fixture.KubeProxyTargets(port) }).
+		Eventually(func() ([]string, error) { return localcluster.KubeProxyTargets(port) }).
 			WithTimeout(time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), "kube-proxy never routed %s", port)
 	}
 	// A controller uninstalled a moment ago could not release its Lease (helm deleted its RBAC

@@ -26,7 +26,7 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/routesig"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 )
 
 // slowHold is the hold timeout of the slow-body spec's target.
@@ -89,7 +89,7 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 	var a, b, loud, quiet, slow *app
 	var resolver string
 	BeforeAll(func() {
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a, b, loud, quiet, slow = deployApp(5), deployApp(5), deployApp(5), deployApp(5), deployApp(5)
 		// The slow-body spec waits for a hold to time out: keep that short.
 		es := &v1alpha1.ElastiService{}
@@ -285,7 +285,7 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		// resolver's grace "web" is ambiguous, and b's pods never see a request meant for a's.
 		web := map[string]string{}
 		for _, ns := range []string{a.ns, b.ns} {
-			Expect(k8s.Create(ctx, fixture.SampleApp(ns, "web", map[string]string{"app": "web"}))).To(Succeed())
+			Expect(k8s.Create(ctx, workload.SampleApp(ns, "web", map[string]string{"app": "web"}))).To(Succeed())
 			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: corev1.ServiceSpec{
 				Selector: map[string]string{"app": "web"},
 				Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
@@ -293,17 +293,7 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 			Expect(k8s.Create(ctx, svc)).To(Succeed())
 			web[ns] = "http://" + svc.Spec.ClusterIP
 		}
-		webES := func(ns string) *v1alpha1.ElastiService {
-			return &v1alpha1.ElastiService{
-				ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-				Spec: v1alpha1.ElastiServiceSpec{
-					Service: "web", MinTargetReplicas: 1, CooldownPeriod: 300,
-					ScaleTargetRef: v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
-					Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
-						Metadata: v1alpha1.TriggerMetadata{ServerAddress: prom.URL, Query: "sum(rate(requests_total[1m]))"}}},
-				},
-			}
-		}
+		webES := func(ns string) *v1alpha1.ElastiService { return workload.ElastiService(ns, "web", prom.URL, 300) }
 		webCounts := func(ns string) map[string]int {
 			GinkgoHelper()
 			code, body := send(web[ns]+"/counts", "web."+ns, nil)
@@ -405,8 +395,8 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		Eventually(slow.replicas).WithTimeout(30*time.Second).WithPolling(200*time.Millisecond).Should(BeNumerically(">=", 1),
 			"the held request did not wake the target")
 		// Busy from now on, so that the target and its ledger stay up for the whole spec.
-		prom.active.Store(true)
-		DeferCleanup(prom.active.Store, false)
+		prom.Active.Store(true)
+		DeferCleanup(prom.Active.Store, false)
 		Eventually(func() error { return slow.get("/healthz") }).WithTimeout(time.Minute).Should(Succeed())
 		// Larger than the held-body limit: its rest streams at the replay, and then stalls.
 		stall := rawPost("stall-1", 1<<20, 70<<10, 0)

@@ -27,7 +27,7 @@ import (
 var _ = Describe("Chart uninstall", Label("uninstall"), func() {
 	It("restores the replicas and the routes of a Service at zero in Proxy mode", func(sctx SpecContext) {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(5)
 		DeferCleanup(func() { _ = k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.ns}}) })
 		a.toZero()

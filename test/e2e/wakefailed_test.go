@@ -24,7 +24,7 @@ var _ = Describe("A wake that never becomes ready", Label("wake-failed"), func()
 
 	It("answers 504, says WakeFailed with the pods' reason and a Warning event, and goes back to zero after the cooldown", func() {
 		begin := time.Now()
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		a := deployApp(cooldown)
 		DeferCleanup(func() {
 			// Ready again, so that the finalizer does not wait for it when the namespace goes.

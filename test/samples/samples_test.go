@@ -26,7 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/elasti-dev/elasti/internal/manifest"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 )
 
 var (
@@ -45,7 +46,7 @@ func TestSamples(t *testing.T) {
 // the module if needed; go mod download checks it against that module's go.sum.
 func moduleFile(module, rel string) (string, error) {
 	cmd := exec.Command("go", "mod", "download", "-json", module)
-	cmd.Dir = filepath.Join(testenv.RepoRoot(), "test", "tools", "crds")
+	cmd.Dir = repo.Path("test", "tools", "crds")
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
@@ -91,7 +92,7 @@ var _ = BeforeSuite(func() {
 // sampleFiles are the manifests in samples/, every YAML file but kustomize's.
 func sampleFiles() []string {
 	var files []string
-	root := filepath.Join(testenv.RepoRoot(), "samples")
+	root := repo.Path("samples")
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -154,7 +155,7 @@ var _ = Describe("samples", func() {
 	It("finds the samples", func() {
 		var rel []string
 		for _, f := range files {
-			r, err := filepath.Rel(filepath.Join(testenv.RepoRoot(), "samples"), f)
+			r, err := filepath.Rel(repo.Path("samples"), f)
 			Expect(err).NotTo(HaveOccurred())
 			rel = append(rel, r)
 		}
@@ -224,7 +225,7 @@ var _ = Describe("samples", func() {
 	}
 
 	It("rejects what is wrong, so that the dry runs above mean something", func() {
-		objs, err := decode(filepath.Join(testenv.RepoRoot(), "samples", "keda", "orders.yaml"))
+		objs, err := decode(repo.Path("samples", "keda", "orders.yaml"))
 		Expect(err).NotTo(HaveOccurred())
 		so := findObj(objs, "keda.sh/v1alpha1", "ScaledObject", "orders", "orders").DeepCopy()
 		Expect(unstructured.SetNestedField(so.Object, int64(1), "spec", "minReplicaCounts")).To(Succeed())

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 )
 
 // The chart's ValidatingAdmissionPolicy (charts/elasti/admission), installed by the suite, as

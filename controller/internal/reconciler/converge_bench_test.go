@@ -15,7 +15,6 @@ import (
 
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -35,7 +34,8 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/internal/names"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 )
 
 const (
@@ -73,7 +73,8 @@ func TestControllerConvergence(t *testing.T) {
 	// elasti is installed after the apps; their creation is not timed.
 	benchParallel(t, benchCount, func(i int) error {
 		name := fmt.Sprintf("app-%04d", i)
-		for _, o := range []client.Object{benchDeployment(name), benchService(name), benchVirtualService(name),
+		app := workload.SampleApp(benchNS, name, map[string]string{"app": name})
+		for _, o := range []client.Object{app, benchService(name), benchVirtualService(name),
 			benchSlice(benchNS, names.PrivateService(name), "10.244.1.1")} {
 			if err := c.Create(ctx, o); err != nil {
 				return err
@@ -83,7 +84,9 @@ func TestControllerConvergence(t *testing.T) {
 	})
 	// Baseline: how long the API server takes to accept the 1,000 ElastiServices.
 	start := time.Now()
-	benchParallel(t, benchCount, func(i int) error { return c.Create(ctx, benchElastiService(fmt.Sprintf("app-%04d", i))) })
+	benchParallel(t, benchCount, func(i int) error {
+		return c.Create(ctx, workload.ElastiService(benchNS, fmt.Sprintf("app-%04d", i), "http://127.0.0.1:9", 3600))
+	})
 	createTime := time.Since(start)
 
 	cfg.QPS, cfg.Burst = 100, 200 // elasti-controller's defaults
@@ -194,21 +197,6 @@ func benchMust(t *testing.T, err error) {
 	}
 }
 
-func benchDeployment(name string) *appsv1.Deployment {
-	labels := map[string]string{"app": name}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
-			},
-		},
-	}
-}
-
 func benchService(name string) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
@@ -233,18 +221,5 @@ func benchSlice(ns, service, ip string) *discoveryv1.EndpointSlice {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
-	}
-}
-
-func benchElastiService(name string) *v1alpha1.ElastiService {
-	return &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS},
-		Spec: v1alpha1.ElastiServiceSpec{
-			Service:        name,
-			ScaleTargetRef: v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
-			CooldownPeriod: 3600,
-			Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
-				Metadata: v1alpha1.TriggerMetadata{ServerAddress: "http://127.0.0.1:9"}}},
-		},
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/internal/names"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 	"github.com/elasti-dev/elasti/internal/wake"
 )
 
@@ -79,8 +80,8 @@ func setResolverReady(ready bool) {
 // resetFakes puts the suite's fakes back as a spec expects to find them: Prometheus answering,
 // with no activity, and one resolver endpoint ready.
 func resetFakes() {
-	prom.active.Store(false)
-	prom.down.Store(false)
+	prom.Active.Store(false)
+	prom.Down.Store(false)
 	setResolverReady(true)
 }
 
@@ -103,17 +104,7 @@ type fixture struct {
 func newFixture(cooldown int32) *fixture {
 	f := &fixture{ns: newNamespace(), cooldown: cooldown}
 	labels := map[string]string{"app": "target"}
-	Expect(k8s.Create(testCtx, &appsv1.Deployment{
-		ObjectMeta: objMeta("target", f.ns),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "local/app:dev"}}},
-			},
-		},
-	})).To(Succeed())
+	Expect(k8s.Create(testCtx, workload.SampleApp(f.ns, "target", labels))).To(Succeed())
 	Expect(k8s.Create(testCtx, &corev1.Service{
 		ObjectMeta: objMeta("target", f.ns),
 		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
@@ -194,7 +185,7 @@ func wakeToServe(f *fixture) {
 	GinkgoHelper()
 	signal(f.ns, "target-es")
 	Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
-	prom.active.Store(true)
+	prom.Active.Store(true)
 	setTargetReady(f.ns, 2)
 	Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 }

@@ -144,12 +144,8 @@ var _ = Describe("ElastiService validation", func() {
 })
 
 var _ = Describe("Scaling to zero and back", func() {
-	BeforeEach(func() {
-		prom.active.Store(false)
-		prom.down.Store(false)
-		setResolverReady(true)
-	})
-	AfterEach(func() { prom.active.Store(false) })
+	BeforeEach(resetFakes)
+	AfterEach(func() { prom.Active.Store(false) })
 
 	It("switches routes to the resolver first, then scales to zero after the cooldown and drain", func() {
 		created := time.Now()
@@ -244,7 +240,7 @@ var _ = Describe("Scaling to zero and back", func() {
 		Expect(f.status().LastScaledUpTime).NotTo(BeNil())
 
 		// The woken target serves traffic, which its trigger reports.
-		prom.active.Store(true)
+		prom.Active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 		vs := f.virtualService()
@@ -271,7 +267,7 @@ var _ = Describe("Scaling to zero and back", func() {
 
 		signal(f.ns, "target-es")
 		Eventually(f.replicas).WithTimeout(wait).Should(Equal(int32(2)))
-		prom.active.Store(true)
+		prom.Active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
 
@@ -379,12 +375,12 @@ var _ = Describe("Scaling to zero and back", func() {
 var _ = Describe("Prometheus triggers", func() {
 	BeforeEach(func() { setResolverReady(true) })
 	AfterEach(func() {
-		prom.active.Store(false)
-		prom.down.Store(false)
+		prom.Active.Store(false)
+		prom.Down.Store(false)
 	})
 
 	It("never scales down while the query is above the threshold, and does once it drops", func() {
-		prom.active.Store(true)
+		prom.Active.Store(true)
 		f := newFixture(1)
 		Consistently(f.replicas).WithTimeout(4 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(int32(1)))
 		Expect(f.status().Mode).To(Equal(v1alpha1.ModeServe))
@@ -393,12 +389,12 @@ var _ = Describe("Prometheus triggers", func() {
 		Expect(cond.Reason).To(Equal("Active"))
 		Expect(cond.Message).To(ContainSubstring("above its threshold"))
 
-		prom.active.Store(false)
+		prom.Active.Store(false)
 		Eventually(f.replicas).WithTimeout(wait).Should(BeZero())
 	})
 
 	It("never scales down while Prometheus cannot be read, and says so", func() {
-		prom.down.Store(true)
+		prom.Down.Store(true)
 		f := newFixture(1)
 		Eventually(func() string {
 			c := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionTriggersHealthy)

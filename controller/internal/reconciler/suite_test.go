@@ -4,10 +4,6 @@ package reconciler_test
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +28,8 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 )
 
 const (
@@ -49,7 +46,7 @@ var (
 	k8s       client.Client
 	store     *activity.Store
 	events    chan event.GenericEvent
-	prom      *fakeProm
+	prom      *fakeprom.Server
 	cancel    context.CancelFunc
 	testCtx   context.Context
 	mgrScheme = runtime.NewScheme()
@@ -58,33 +55,6 @@ var (
 func TestReconciler(t *testing.T) {
 	RegisterFailHandler(Fail)
 	RunSpecs(t, "ElastiService reconciler (envtest)")
-}
-
-// fakeProm speaks Prometheus' instant query API. While active it answers as Prometheus would
-// for elasti's last-active subquery, with the current time; otherwise with an empty vector.
-// down makes it answer 503 as an unreachable or broken server would.
-type fakeProm struct {
-	*httptest.Server
-	active atomic.Bool
-	down   atomic.Bool
-}
-
-func newFakeProm() *fakeProm {
-	p := &fakeProm{}
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p.down.Load() || r.URL.Path != "/api/v1/query" {
-			http.Error(w, "unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		result := ""
-		if p.active.Load() {
-			now := float64(time.Now().UnixMilli()) / 1000
-			result = fmt.Sprintf(`{"metric":{},"value":[%.3f,"%.3f"]}`, now, now)
-		}
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"vector","result":[%s]}}`, result)
-	}))
-	return p
 }
 
 var _ = BeforeSuite(func() {
@@ -135,7 +105,8 @@ var _ = BeforeSuite(func() {
 		Expect(mgr.Start(testCtx)).To(Succeed())
 	}()
 
-	prom = newFakeProm()
+	prom, err = fakeprom.Start("127.0.0.1:0")
+	Expect(err).NotTo(HaveOccurred())
 	setResolverReady(true)
 })
 
@@ -144,7 +115,7 @@ var _ = AfterSuite(func() {
 		cancel()
 	}
 	if prom != nil {
-		prom.Close()
+		_ = prom.Close()
 	}
 	if env != nil {
 		Expect(env.Stop()).To(Succeed())

@@ -16,18 +16,15 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 )
 
 // The CRD's smallest wakeTimeout: the spec waits it out once.
 const minWakeTimeout = 10 * time.Second
 
 var _ = Describe("A wake that never becomes ready", func() {
-	BeforeEach(func() {
-		prom.active.Store(false)
-		prom.down.Store(false)
-		setResolverReady(true)
-	})
-	AfterEach(func() { prom.active.Store(false) })
+	BeforeEach(resetFakes)
+	AfterEach(func() { prom.Active.Store(false) })
 
 	readyCondition := func(f *fixture) metav1.Condition {
 		c := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionReady)
@@ -51,11 +48,11 @@ var _ = Describe("A wake that never becomes ready", func() {
 		// target. The pod that the kubelet would report is written by hand.
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "target-1", Namespace: f.ns, Labels: map[string]string{"app": "target"}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "local/app:dev"}}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: workload.Image}}},
 		}
 		Expect(k8s.Create(testCtx, pod)).To(Succeed())
 		pod.Status.Phase = corev1.PodRunning
-		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "local/app:dev", RestartCount: 3,
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: workload.Image, RestartCount: 3,
 			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
 			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}}}}
 		Expect(k8s.Status().Update(testCtx, pod)).To(Succeed())
@@ -130,7 +127,7 @@ var _ = Describe("A wake that never becomes ready", func() {
 		signal(f.ns, "target-es")
 		Eventually(f.replicas).WithTimeout(5 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(int32(2)))
 		Expect(readyCondition(f)).To(HaveField("Status", metav1.ConditionFalse), "a retry is not a success yet")
-		prom.active.Store(true)
+		prom.Active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func(g Gomega) {
 			st := f.status()

@@ -17,10 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
 type policyMap map[string]*securityv1.AuthorizationPolicy
@@ -183,21 +181,14 @@ func TestAuthorize(t *testing.T) {
 
 // A refused caller must not wake the target: the check comes before Hold in the chain.
 func TestRefusedCallerWakesNothing(t *testing.T) {
-	reg := registry.New("cluster.local", nil)
-	reg.UpsertElastiService(&v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
-		Spec:       v1alpha1.ElastiServiceSpec{Service: "app"},
-		Status:     v1alpha1.ElastiServiceStatus{AuthorizationPolicies: []string{"shop/frontend-only"}},
-	})
-	reg.UpsertService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}})
-	ready := readiness.New()
-	thr := throttler.New(ready, 100)
-	ready.SetListener(thr)
+	r := resolvertest.New(resolvertest.Options{MaxTotal: 100})
+	es := resolvertest.Target("shop", "app")
+	es.Status.AuthorizationPolicies = []string{"shop/frontend-only"}
+	r.Add(es, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)})
 	waker := &countWaker{}
 	chain := Build(Config{
-		Proxy: http.NotFoundHandler(), Targets: reg, Throttler: thr, Waker: waker, Endpoints: ready,
-		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 10, HoldTimeout: 300 * time.Millisecond,
+		Proxy: http.NotFoundHandler(), Targets: r.Registry, Throttler: r.Throttler, Waker: waker, Endpoints: r.Ready,
+		Upstream: UpstreamPods, Domain: resolvertest.Domain, MaxPending: 10, HoldTimeout: 300 * time.Millisecond,
 		Policies: shopPolicies(), Callers: &Callers{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
 	})
 	addr := serveHTTP(t, chain)

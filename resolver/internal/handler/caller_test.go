@@ -40,9 +40,9 @@ func post(id string, length int) string {
 func (h *harness) waitFree(t *testing.T, n int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for h.thr.Pending(h.key) >= n {
+	for h.Throttler.Pending(h.key) >= n {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d requests still held after %v, want fewer than %d: a caller that left kept its slot", h.thr.Pending(h.key), within, n)
+			t.Fatalf("%d requests still held after %v, want fewer than %d: a caller that left kept its slot", h.Throttler.Pending(h.key), within, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

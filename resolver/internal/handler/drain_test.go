@@ -80,7 +80,7 @@ func TestDrainAnswersHeldRequests(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.srv.Shutdown(context.Background()) }()
-	h.thr.Drain()
+	h.Throttler.Drain()
 	for i, got := range held {
 		s := wait("a held request", got)
 		if !strings.HasPrefix(s, `503 retry-after="1" close=true `) || !strings.Contains(s, "shutting down") {

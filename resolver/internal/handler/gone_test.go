@@ -21,9 +21,8 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
 func TestRouteTombstone(t *testing.T) {
@@ -129,9 +128,8 @@ func TestForwardGone(t *testing.T) {
 // goneHarness runs the real chain in pods mode for shop/app, with a proxy whose dialer plays
 // kube-proxy: the public Service's name reaches the backend, as it does once routes are restored.
 type goneHarness struct {
-	reg     *registry.Registry
-	ready   *readiness.Cache
-	thr     *throttler.Throttler
+	*resolvertest.Resolver
+	key     types.NamespacedName
 	metrics *metrics.Metrics
 	addr    string
 	dials   sync.Map // address the proxy dialled -> true
@@ -139,17 +137,11 @@ type goneHarness struct {
 
 func newGoneHarness(t *testing.T, backend string) *goneHarness {
 	t.Helper()
-	g := &goneHarness{reg: registry.New("cluster.local", nil), ready: readiness.New(), metrics: metrics.New()}
-	g.reg.UpsertElastiService(&v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
-		Spec:       v1alpha1.ElastiServiceSpec{Service: "app"},
-	})
+	// Deleting the ElastiService releases its held requests, as the resolver's main does.
+	g := &goneHarness{Resolver: resolvertest.New(resolvertest.Options{MaxTotal: 1000, ReleaseDeleted: true}), metrics: metrics.New()}
 	_, port, _ := net.SplitHostPort(backend)
 	p, _ := strconv.Atoi(port)
-	g.reg.UpsertService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: int32(p)}}}})
-	g.thr = throttler.New(g.ready, 1000)
-	g.ready.SetListener(g.thr)
+	g.key = g.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: int32(p)})
 	rp := proxy.New(proxy.Options{})
 	public := "app.shop.svc.cluster.local:" + port
 	rp.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -160,8 +152,8 @@ func newGoneHarness(t *testing.T, backend string) *goneHarness {
 		return (&net.Dialer{}).DialContext(ctx, network, backend) // loopback only
 	}}
 	chain := Build(Config{
-		Proxy: rp, Targets: g.reg, Throttler: g.thr, Waker: &countWaker{}, Endpoints: g.ready,
-		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 100, HoldTimeout: time.Minute, Metrics: g.metrics,
+		Proxy: rp, Targets: g.Registry, Throttler: g.Throttler, Waker: &countWaker{}, Endpoints: g.Ready,
+		Upstream: UpstreamPods, Domain: resolvertest.Domain, MaxPending: 100, HoldTimeout: time.Minute, Metrics: g.metrics,
 	})
 	g.addr = serveHTTP(t, chain)
 	return g
@@ -169,9 +161,8 @@ func newGoneHarness(t *testing.T, backend string) *goneHarness {
 
 // deleteES does what the controller's finalizer and the API server do, in their order.
 func (g *goneHarness) deleteES() {
-	g.reg.DeleteService("shop", "app-elasti-private")
-	g.reg.DeleteElastiService("shop", "app")
-	g.thr.Forget(types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}) // main's forgetter
+	g.Registry.DeleteService("shop", "app-elasti-private")
+	g.Registry.DeleteElastiService("shop", "app")
 }
 
 // countingBackend answers 200 with the request's id and counts each id.
@@ -200,7 +191,7 @@ func countingBackend(t *testing.T) (string, func() map[string]int) {
 func TestKeepAliveAcrossDeletion(t *testing.T) {
 	backend, counts := countingBackend(t)
 	g := newGoneHarness(t, backend)
-	g.setReady(t, backend)
+	g.setReady(backend)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxConnsPerHost: 1,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -293,13 +284,8 @@ func TestHeldForwardedOnDeletion(t *testing.T) {
 			codes <- res.StatusCode
 		}()
 	}
-	key := types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}
-	deadline := time.Now().Add(30 * time.Second)
-	for g.thr.Pending(key) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("held %d requests, want %d", g.thr.Pending(key), n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := g.WaitPending(g.key, n, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	g.deleteES()
 	for range n {
@@ -315,11 +301,7 @@ func TestHeldForwardedOnDeletion(t *testing.T) {
 	}
 }
 
-func (g *goneHarness) setReady(t *testing.T, backend string) {
-	t.Helper()
-	h := &harness{backend: backend, ready: g.ready, key: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
-	h.setReady(true)
-}
+func (g *goneHarness) setReady(backend string) { g.SetReady(g.key, backend, true) }
 
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
@@ -330,7 +312,7 @@ func portOf(addr string) string {
 func TestH2CallerReconnectsAfterDeletion(t *testing.T) {
 	backend, counts := countingBackend(t)
 	g := newGoneHarness(t, backend)
-	g.setReady(t, backend)
+	g.setReady(backend)
 	var dials sync.Map
 	ndials := func() int {
 		n := 0

@@ -23,26 +23,19 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
-	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
 // harness runs the real chain behind a real loopback listener, in pods mode, in front of one
 // backend; the test plays the cluster by writing EndpointSlices into the readiness cache.
 type harness struct {
+	*resolvertest.Resolver
 	addr    string // the resolver's listener
 	backend string // the backend's host:port
-	ready   *readiness.Cache
-	thr     *throttler.Throttler
 	waker   *countWaker
 	key     types.NamespacedName
 	client  *http.Client
@@ -64,21 +57,12 @@ func newHarness(t *testing.T, backend string) *harness {
 // Config.
 func newHarnessWith(t *testing.T, backend string, opts proxy.Options, edits ...func(*Config)) *harness {
 	t.Helper()
-	reg := registry.New("cluster.local", nil)
-	reg.UpsertElastiService(&v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app"},
-		Spec:       v1alpha1.ElastiServiceSpec{Service: "app"},
-	})
-	reg.UpsertService(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private"},
-		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}})
-	ready := readiness.New()
-	thr := throttler.New(ready, 50000)
-	ready.SetListener(thr)
-	h := &harness{backend: backend, ready: ready, thr: thr, waker: &countWaker{},
-		key: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
+	r := resolvertest.New(resolvertest.Options{MaxTotal: 50000})
+	h := &harness{Resolver: r, backend: backend, waker: &countWaker{},
+		key: r.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})}
 	cfg := Config{
-		Proxy: proxy.New(opts), Targets: reg, Throttler: thr, Waker: h.waker, Endpoints: ready,
-		Upstream: UpstreamPods, Domain: "cluster.local", MaxPending: 10000, HoldTimeout: time.Minute, Metrics: metrics.New(),
+		Proxy: proxy.New(opts), Targets: r.Registry, Throttler: r.Throttler, Waker: h.waker, Endpoints: r.Ready,
+		Upstream: UpstreamPods, Domain: resolvertest.Domain, MaxPending: 10000, HoldTimeout: time.Minute, Metrics: metrics.New(),
 		MaxHeldBody: 64 << 10,
 	}
 	for _, edit := range edits {
@@ -104,27 +88,14 @@ func newHarnessWith(t *testing.T, backend string, opts proxy.Options, edits ...f
 	return h
 }
 
-// setReady writes the EndpointSlice of the private Service, as the cluster would.
-func (h *harness) setReady(ready bool) {
-	host, port, _ := net.SplitHostPort(h.backend)
-	p, _ := strconv.Atoi(port)
-	h.ready.Update(&discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app-elasti-private-x1",
-			Labels: map[string]string{discoveryv1.LabelServiceName: h.key.Name}},
-		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(p))}},
-		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{host}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready)}}},
-	})
-}
+// setReady makes the backend the target's one endpoint, ready or not.
+func (h *harness) setReady(ready bool) { h.SetReady(h.key, h.backend, ready) }
 
 // waitPending waits, boundedly, until n requests are held.
 func (h *harness) waitPending(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for h.thr.Pending(h.key) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("held %d requests, want %d", h.thr.Pending(h.key), n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := h.WaitPending(h.key, n, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -21,9 +21,10 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/routesig"
-	"github.com/elasti-dev/elasti/internal/testenv"
+	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
+	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
@@ -46,15 +47,6 @@ func TestSources(t *testing.T) {
 	RunSpecs(t, "Resolver registry and readiness from the API server (envtest)")
 }
 
-// forgetThrottler releases a deleted target's waiters, as the resolver's main does.
-type forgetThrottler struct{}
-
-func (forgetThrottler) Forget(t *registry.Target) {
-	if !t.Gone {
-		thr.Forget(t.Backend)
-	}
-}
-
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	e, restCfg, err := testenv.Start()
@@ -75,10 +67,9 @@ var _ = BeforeSuite(func() {
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	ready = readiness.New()
-	thr = throttler.New(ready, 1000)
-	ready.SetListener(thr)
-	reg = registry.New("cluster.local", forgetThrottler{})
+	// A deleted target's waiters are released, as the resolver's main does.
+	r := resolvertest.New(resolvertest.Options{MaxTotal: 1000, ReleaseDeleted: true})
+	reg, ready, thr = r.Registry, r.Ready, r.Throttler
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
 	routeKey = &routesig.Key{}

@@ -43,7 +43,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
-	"github.com/elasti-dev/elasti/test/internal/fixture"
+	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
+	"github.com/elasti-dev/elasti/internal/testsupport/workload"
+	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
 const (
@@ -81,7 +83,7 @@ func main() {
 type bench struct {
 	o         options
 	k8s       client.WithWatch
-	prom      *fixture.Prom
+	prom      *fakeprom.Server
 	publicURL string
 	directURL string
 	tl        *timeline
@@ -128,7 +130,7 @@ func run(o options) error {
 	}
 	fmt.Printf("elasti installed in %s\n", time.Since(start).Round(100*time.Millisecond))
 
-	if b.prom, err = fixture.StartProm(fixture.NodeIP + ":0"); err != nil {
+	if b.prom, err = fakeprom.Start(localcluster.NodeIP + ":0"); err != nil {
 		return err
 	}
 	defer b.prom.Close()
@@ -226,7 +228,7 @@ func (b *bench) deploy(ctx context.Context) error {
 		return err
 	}
 	labels := map[string]string{"app": app}
-	d := fixture.SampleApp(ns, app, labels)
+	d := workload.SampleApp(ns, app, labels)
 	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1) // back to zero sooner between runs
 	if err := c.Create(ctx, d); err != nil {
 		return err
@@ -249,18 +251,9 @@ func (b *bench) deploy(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("the app never answered: %w", err)
 	}
-	return c.Create(ctx, &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns},
-		Spec: v1alpha1.ElastiServiceSpec{
-			Service:           app,
-			ScaleTargetRef:    v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: app},
-			MinTargetReplicas: 1,
-			CooldownPeriod:    int32(b.o.cooldown),
-			Triggers: []v1alpha1.Trigger{{Type: v1alpha1.TriggerPrometheus,
-				Metadata: v1alpha1.TriggerMetadata{ServerAddress: b.prom.URL, Query: "sum(rate(requests_total[1m]))"}}},
-			ProbeResponses: []v1alpha1.ProbeResponse{{Path: "/probe", Body: "canned\n"}},
-		},
-	})
+	es := workload.ElastiService(ns, app, b.prom.URL, int32(b.o.cooldown))
+	es.Spec.ProbeResponses = []v1alpha1.ProbeResponse{{Path: "/probe", Body: "canned\n"}}
+	return c.Create(ctx, es)
 }
 
 // toZero lets elasti take the app to zero and waits until the next run starts from a true zero:
@@ -290,14 +283,14 @@ func (b *bench) toZero(ctx context.Context) error {
 			return fmt.Errorf("%d pods left", len(pods.Items))
 		}
 		// kube-proxy may keep a gone pod in its rules for a moment; a connection sent there hangs.
-		if ips, err := fixture.KubeProxyTargets(ns + "/" + direct + ":http"); err != nil || len(ips) > 0 {
+		if ips, err := localcluster.KubeProxyTargets(ns + "/" + direct + ":http"); err != nil || len(ips) > 0 {
 			return fmt.Errorf("kube-proxy still sends the plain Service to %v (%v)", ips, err)
 		}
 		var resolvers corev1.PodList
 		if err := b.k8s.List(ctx, &resolvers, client.InNamespace("elasti-system"), client.MatchingLabels{"app": "elasti-resolver"}); err != nil {
 			return err
 		}
-		ips, err := fixture.KubeProxyTargets(ns + "/" + app + ":http")
+		ips, err := localcluster.KubeProxyTargets(ns + "/" + app + ":http")
 		if err != nil || len(ips) == 0 {
 			return fmt.Errorf("kube-proxy sends the public Service to %v (%v)", ips, err)
 		}

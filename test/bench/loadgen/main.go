@@ -24,8 +24,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/elasti-dev/elasti/internal/rlimit"
 )
 
 func main() {
@@ -45,7 +46,7 @@ func run() error {
 	prefix := flag.String("id-prefix", "", "prefix of the burst's request ids, so two bursts at one backend stay apart")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile here: of the run, or of the backend until GET /profile/stop")
 	flag.Parse()
-	raiseNoFile()
+	rlimit.RaiseNoFile()
 	stopProfile, err := startProfile(*cpuProfile)
 	if err != nil {
 		return err
@@ -259,12 +260,4 @@ func backend(stopProfile func()) error {
 	// The parent closes stdin to stop the backend.
 	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stopProfile(); os.Exit(0) }()
 	return (&http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}).Serve(ln)
-}
-
-func raiseNoFile() {
-	var l syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
-		l.Cur = l.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-	}
 }

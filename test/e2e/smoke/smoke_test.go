@@ -18,16 +18,14 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
-	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/test/localcluster"
 )
 
@@ -41,13 +39,8 @@ func TestSmoke(t *testing.T) {
 	RunSpecs(t, "local cluster smoke")
 }
 
-func repoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..")
-}
-
 var _ = BeforeSuite(func(ctx SpecContext) {
-	root := repoRoot()
+	root := repo.Root()
 	o := localcluster.Options{
 		Dir:    filepath.Join(root, ".cache", "cluster-smoke"),
 		BinDir: filepath.Join(root, ".cache", "cluster", "bin"),
@@ -56,16 +49,15 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		Log:    GinkgoWriter,
 		Repo:   root,
 	}
+	var err error
 	if os.Getenv("ELASTI_CLUSTER_ATTACH") != "" {
 		o.Dir, o.Netns = filepath.Join(root, ".cache", "cluster"), "elasti"
-		var err error
 		cluster, err = localcluster.Attach(o)
 		Expect(err).NotTo(HaveOccurred())
 		return
 	}
-	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
+	o.IstioCRDs, err = repo.IstioCRDs()
 	Expect(err).NotTo(HaveOccurred())
-	o.IstioCRDs = filepath.Join(strings.TrimSpace(string(out)), "kubernetes", "customresourcedefinitions.gen.yaml")
 	start := time.Now()
 	cluster, err = localcluster.Start(ctx, o)
 	Expect(err).NotTo(HaveOccurred())

@@ -21,6 +21,7 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/manifest"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
 // ControllerServiceAccount is the controller's ServiceAccount in the chart and config/.
@@ -54,7 +55,7 @@ func InstallController(ctx context.Context, cfg *rest.Config, namespace string) 
 	if err != nil {
 		return err
 	}
-	roles, err := decodeFile(filepath.Join(RepoRoot(), "config", "rbac", "controller", "role.yaml"), nil)
+	roles, err := decodeFile(repo.Path("config", "rbac", "controller", "role.yaml"), nil)
 	if err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func InstallController(ctx context.Context, cfg *rest.Config, namespace string) 
 			return err
 		}
 	}
-	policy, err := decodeFile(filepath.Join(RepoRoot(), "charts", "elasti", "admission", "controller-policy.yaml"),
+	policy, err := decodeFile(repo.Path("charts", "elasti", "admission", "controller-policy.yaml"),
 		map[string]any{"Release": map[string]any{"Namespace": namespace}})
 	if err != nil {
 		return err

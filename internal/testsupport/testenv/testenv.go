@@ -1,38 +1,15 @@
-// Package testenv starts a real kube-apiserver and etcd for the envtest tier, with elasti's CRD and
-// Istio's CRDs installed. Istio's CRDs come from the pinned istio.io/api module, never a copy.
 package testenv
 
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
-
-// RepoRoot is the root of the elasti module.
-func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-// IstioCRDs is the CRD file of the istio.io/api module that go.mod pins.
-func IstioCRDs() (string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
-	if err != nil {
-		return "", fmt.Errorf("locating istio.io/api in the module cache: %w", err)
-	}
-	path := filepath.Join(strings.TrimSpace(string(out)), "kubernetes", "customresourcedefinitions.gen.yaml")
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("istio CRDs: %w", err)
-	}
-	return path, nil
-}
 
 // New returns an Environment with elasti's and Istio's CRDs. It needs KUBEBUILDER_ASSETS, which
 // `make test-envtest` sets to the cached, pinned binaries.
@@ -40,13 +17,13 @@ func New() (*envtest.Environment, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the envtest tier with 'make test-envtest'")
 	}
-	istio, err := IstioCRDs()
+	istio, err := repo.IstioCRDs()
 	if err != nil {
 		return nil, err
 	}
 	env := &envtest.Environment{
 		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{filepath.Join(RepoRoot(), "config", "crd", "bases"), istio},
+			Paths:              []string{repo.Path("config", "crd", "bases"), istio},
 			ErrorIfPathMissing: true,
 			MaxTime:            time.Minute,
 		},
