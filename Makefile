@@ -81,7 +81,8 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary fr
 	cp config/rbac/resolver/role.yaml charts/elasti/files/resolver-role.yaml
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail if a generated file changed.
+verify: generate manifests ## Regenerate everything and fail if a generated file changed, or go.mod is not tidy.
+	$(GO) mod tidy -diff
 	@git diff --exit-code -- config charts/elasti/crds charts/elasti/files controller/api || \
 		{ echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- config charts/elasti/crds charts/elasti/files controller/api)" || \
