@@ -36,6 +36,16 @@ K8S_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) 
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) -X k8s.io/client-go/pkg/version.gitMajor=1 \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
 
+# Targets that start a local cluster need root: it creates a network namespace, a bridge, iptables
+# rules, mounts and cgroups. Checked when make reads this file, so that a run without root stops
+# before any prerequisite is built, under -j too.
+ROOT_GOALS := test test-e2e test-smoke chaos soak bench bench-coldstart cluster-up cluster-down demo demo-down
+ifneq ($(filter $(ROOT_GOALS),$(MAKECMDGOALS)),)
+ifneq ($(shell id -u),0)
+$(error make $(filter $(ROOT_GOALS),$(MAKECMDGOALS)) needs root: it starts or stops a local cluster (network namespace, bridge, iptables, mounts, cgroups). make test-unit test-envtest test-chart lint verify do not)
+endif
+endif
+
 ##@ General
 
 .PHONY: help
@@ -54,9 +64,18 @@ fmt: ## Format the Go code.
 vet: ## Run go vet.
 	$(GO) vet ./...
 
+# Build tags of the root module's files (test/tools holds other modules).
+GO_BUILD_TAGS = $(sort $(filter-out //go:build,$(shell grep -rhE --include='*.go' --exclude-dir=tools '^//go:build [a-z0-9_]+$$' controller resolver internal test)))
+
+# The test/tools modules with code of their own; the others only pin commands that make builds.
+TOOL_MODULES := test/tools/etcd test/tools/istio test/tools/mkimage
+
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned).
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned) on every build tag, and on the test/tools modules.
+	@missing=; for t in $(GO_BUILD_TAGS); do grep -qE "^ *build-tags: \[.*\b$$t\b" .golangci.yml || missing="$$missing $$t"; done; \
+		[ -z "$$missing" ] || { echo "make lint: build tags missing from run.build-tags in .golangci.yml, so their files go unlinted:$$missing"; exit 1; }
 	$(GOLANGCI_LINT) run ./...
+	for m in $(TOOL_MODULES); do (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -72,7 +91,8 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary fr
 	cp config/rbac/resolver/role.yaml charts/elasti/files/resolver-role.yaml
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail if a generated file changed.
+verify: generate manifests ## Regenerate everything and fail if a generated file changed, or go.mod is not tidy.
+	$(GO) mod tidy -diff
 	@git diff --exit-code -- config charts/elasti/crds charts/elasti/files controller/api || \
 		{ echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- config charts/elasti/crds charts/elasti/files controller/api)" || \
@@ -103,7 +123,7 @@ images: build ## Build OCI image tarballs of both binaries and the test images i
 ##@ Test
 
 .PHONY: test
-test: test-unit test-envtest test-chart test-e2e ## Run every test tier: unit, envtest, chart, e2e (e2e needs root).
+test: test-unit test-envtest test-chart test-e2e ## Run every test tier: unit, envtest, chart, e2e (needs root, for e2e).
 
 .PHONY: test-unit
 test-unit: ## Unit tests (fakes allowed, no binaries needed).
@@ -138,34 +158,29 @@ E2E_TIMEOUT ?= 40m
 
 .PHONY: test-e2e
 test-e2e: cluster-tools images $(HELM) ## Black-box scenarios on a real local cluster in its own network namespace (needs root).
-	@[ "$$(id -u)" = 0 ] || { echo "make test-e2e: the e2e tier needs root (it creates a network namespace, a bridge, iptables rules, mounts and cgroups); the unit and envtest tiers do not"; exit 1; }
 	$(GO) test -c -tags e2e -o $(E2E_BIN) ./test/e2e
-	-$(CLUSTER) down >/dev/null 2>&1
-	$(CLUSTER) up
-	status=0; HELM=$(HELM) $(CLUSTER) exec -- $(E2E_BIN) -test.v -test.timeout $(E2E_TIMEOUT) -ginkgo.v $(E2E_ARGS) || status=$$?; \
-		$(CLUSTER) down; exit $$status
+	$(call in-cluster,env HELM=$(HELM) $(E2E_BIN) -test.v -test.timeout $(E2E_TIMEOUT) -ginkgo.v $(E2E_ARGS))
 
 CHAOS_DURATION ?= 5m
 SOAK_ROUNDS ?= 10
 
 .PHONY: chaos
-chaos: ## Chaos soak, not in make test: load through cycles to zero while resolvers, the leader, the API server and kube-proxy restart (CHAOS_DURATION=5m).
+chaos: ## Chaos soak, not in make test: load through cycles to zero while resolvers, the leader, the API server and kube-proxy restart (CHAOS_DURATION=5m; needs root).
 	$(MAKE) test-e2e E2E_ARGS='-ginkgo.label-filter=chaos' E2E_TIMEOUT=90m E2E_CHAOS=1 E2E_CHAOS_DURATION=$(CHAOS_DURATION) \
 		E2E_CLUSTER_DIR=$(CLUSTER_DIR) E2E_CLUSTER_NETNS=$(CLUSTER_NETNS)
 
 .PHONY: soak
-soak: ## The tenant flood repeated from zero SOAK_ROUNDS times (10), with the resolver's memory checked each round.
+soak: ## The tenant flood repeated from zero SOAK_ROUNDS times (10), with the resolver's memory checked each round (needs root).
 	$(MAKE) test-e2e E2E_ARGS='-ginkgo.label-filter=tenancy' E2E_SOAK_ROUNDS=$(SOAK_ROUNDS)
 
 .PHONY: test-smoke
 test-smoke: cluster-tools images ## The harness alone: its own cluster (netns elasti-smoke), a scale from zero, a route over xDS (needs root).
-	@[ "$$(id -u)" = 0 ] || { echo "make test-smoke: the e2e tier needs root (network namespace, bridge, iptables, mounts, cgroups)"; exit 1; }
 	$(GO) test -count=1 -tags e2e -timeout 10m ./test/e2e/smoke -ginkgo.v
 
 ##@ Benchmark
 
 .PHONY: bench
-bench: bench-controller bench-resolver bench-coldstart ## Run every benchmark and print its figures (see docs/benchmarks.md).
+bench: bench-controller bench-resolver bench-coldstart ## Run every benchmark and print its figures (see docs/benchmarks.md; needs root).
 
 .PHONY: bench-resolver
 bench-resolver: ## Resolver: warm pass-through vs direct, 10,000 held at zero, wake-path latency (loadgen as its own process).
@@ -176,12 +191,8 @@ COLDSTART_ARGS ?=
 
 .PHONY: bench-coldstart
 bench-coldstart: cluster-tools images $(HELM) ## Cold start on a real local cluster: one request and 100 at zero through elasti vs scaling directly (needs root).
-	@[ "$$(id -u)" = 0 ] || { echo "make bench-coldstart needs root: it starts a local cluster (network namespace, bridge, iptables, mounts, cgroups)"; exit 1; }
 	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/coldstart-$(CLUSTER_NETNS) ./test/bench/coldstart
-	-$(CLUSTER) down >/dev/null 2>&1
-	$(CLUSTER) up
-	status=0; $(CLUSTER) exec -- $(CACHE)/bin/coldstart-$(CLUSTER_NETNS) -helm $(HELM) -chart $(CURDIR)/charts/elasti $(COLDSTART_ARGS) || status=$$?; \
-		$(CLUSTER) down; exit $$status
+	$(call in-cluster,$(CACHE)/bin/coldstart-$(CLUSTER_NETNS) -helm $(HELM) -chart $(CURDIR)/charts/elasti $(COLDSTART_ARGS))
 
 .PHONY: bench-controller
 bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on envtest; idle reconciles per minute.
@@ -200,12 +211,26 @@ CLUSTER_DIR ?= $(CACHE)/cluster
 CLUSTER_NETNS ?= elasti
 CLUSTER = $(ELASTI_CLUSTER) -dir $(CLUSTER_DIR) -netns $(CLUSTER_NETNS) -bin $(CLUSTER_BIN) -images dist/images -istio-crds $(ISTIO_CRDS)
 
+# A fresh local cluster: whatever an earlier run left is stopped first, quietly.
+define cluster-fresh
+-$(CLUSTER) down >/dev/null 2>&1
+$(CLUSTER) up
+endef
+
+# $(call in-cluster,CMD): CMD inside a fresh local cluster, which is stopped whatever CMD returns;
+# the recipe fails with CMD's status.
+define in-cluster
+$(cluster-fresh)
+status=0; $(CLUSTER) exec -- $(1) || status=$$?; $(CLUSTER) down; exit $$status
+endef
+
 DEBIAN_PACKAGES := containerd runc containernetworking-plugins iptables conntrack prometheus curl
 
 .PHONY: cluster-packages
-cluster-packages: ## Install the Debian packages the local cluster needs, when missing.
-	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then echo "installing $$missing"; apt-get update -qq && \
+cluster-packages: ## Install the Debian packages the local cluster needs, when missing (needs root then).
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf '%s ' $$p; done); missing=$${missing% }; \
+	if [ -n "$$missing" ]; then [ "$$(id -u)" = 0 ] || { echo "make cluster-packages: installing $$missing needs root"; exit 1; }; \
+		echo "installing $$missing"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 .PHONY: cluster-tools
@@ -241,15 +266,9 @@ cluster-up: cluster-tools images ## Start the local cluster in its own network n
 	$(CLUSTER) up
 
 .PHONY: demo
-demo: cluster-tools images $(HELM) ## The main job: a local cluster with elasti and a sample going to zero and back.
-	@[ "$$(id -u)" = 0 ] || { echo "make demo needs root: it creates a network namespace, a bridge, iptables rules, mounts and cgroups"; exit 1; }
-	-$(CLUSTER) down >/dev/null 2>&1
-	$(CLUSTER) up
-	mkdir -p $(CLUSTER_DIR)/run/prometheus
-	printf 'global: {scrape_interval: 5s}\nscrape_configs: [{job_name: prometheus, static_configs: [{targets: ["10.200.0.1:9090"]}]}]\n' > $(CLUSTER_DIR)/run/prometheus/prometheus.yml
-	$(CLUSTER) exec -- sh -c 'setsid prometheus --config.file=$(CLUSTER_DIR)/run/prometheus/prometheus.yml \
-		--storage.tsdb.path=$(CLUSTER_DIR)/run/prometheus/data --web.listen-address=10.200.0.1:9090 \
-		> $(CLUSTER_DIR)/run/logs/prometheus.log 2>&1 < /dev/null & echo $$! > $(CLUSTER_DIR)/run/pids/prometheus.pid'
+demo: cluster-tools images $(HELM) ## The main job: a local cluster with elasti and a sample going to zero and back (needs root).
+	$(cluster-fresh)
+	$(CLUSTER) exec -- test/demo/prometheus.sh $(CLUSTER_DIR)
 	HELM=$(HELM) KUBECTL=$(CLUSTER_BIN)/kubectl $(CLUSTER) exec -- test/demo/demo.sh
 	@echo
 	@echo "The cluster is still running, in network namespace $(CLUSTER_NETNS). Use it with:"
@@ -258,10 +277,10 @@ demo: cluster-tools images $(HELM) ## The main job: a local cluster with elasti 
 	@echo "Stop it with: make demo-down"
 
 .PHONY: demo-down
-demo-down: cluster-down ## Stop the demo's cluster.
+demo-down: cluster-down ## Stop the demo's cluster (needs root).
 
 .PHONY: cluster-down
-cluster-down: $(ELASTI_CLUSTER) ## Stop the local cluster and remove its namespace.
+cluster-down: $(ELASTI_CLUSTER) ## Stop the local cluster and remove its namespace (needs root).
 	$(CLUSTER) down
 
 ##@ Tools

@@ -94,7 +94,7 @@ func xdsRoutes(ctx context.Context, route, host string, probeArgs ...string) (ma
 func toResolver(weight uint32, target, subset string) gtypes.GomegaMatcher {
 	headers := And(HaveKeyWithValue(v1alpha1.HeaderTarget, target), HaveKeyWithValue(v1alpha1.HeaderPort, "80"),
 		HaveKey(v1alpha1.HeaderRestoreKey), HaveKeyWithValue(v1alpha1.HeaderSignature, Not(BeEmpty())))
-	remove := gtypes.GomegaMatcher(Not(ContainElement(v1alpha1.HeaderSubset)))
+	remove := Not(ContainElement(v1alpha1.HeaderSubset))
 	if subset != "" {
 		headers = And(headers, HaveKeyWithValue(v1alpha1.HeaderSubset, subset))
 	} else {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -219,7 +220,7 @@ var _ = Describe("Proxyless gRPC through istiod", Label("istio", "mesh", "proxyl
 			for {
 				m := new(wrapperspb.StringValue)
 				if err := stream.RecvMsg(m); err != nil {
-					if err != io.EOF {
+					if !errors.Is(err, io.EOF) {
 						r.err = err
 					}
 					break

@@ -202,8 +202,11 @@ func Up(ctx context.Context, o Options) error {
 	}
 	if err := o.waitFunc(ctx, "node Ready", func() error {
 		out, err := o.kubectl(ctx, "get", "node", nodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
-		if err != nil || strings.TrimSpace(out) != "True" {
-			return fmt.Errorf("node not ready: %s %v", out, err)
+		if err != nil {
+			return fmt.Errorf("node not ready: %w", err)
+		}
+		if strings.TrimSpace(out) != "True" {
+			return fmt.Errorf("node not ready: %s", out)
 		}
 		return nil
 	}); err != nil {

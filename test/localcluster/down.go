@@ -3,6 +3,7 @@ package localcluster
 import (
 	"bufio"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,8 +80,12 @@ func Down(o Options) error {
 // throwaway cluster needs a longer grace.
 func (o Options) stop(name string) error {
 	path := filepath.Join(o.pids(), name+".pid")
-	if _, err := os.Stat(path); err != nil {
-		return nil
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing recorded: never started, or stopped already
+	}
+	if err != nil {
+		return err
 	}
 	pid, ok := readPID(path)
 	// A recorded PID whose process is gone may have been reused: end it only if its command

@@ -246,7 +246,7 @@ func parseAllowed(entry string) (allowed, error) {
 		a.wildcard, host = true, rest
 	}
 	if host == "" || strings.ContainsAny(host, "/*?#@[] ") {
-		return allowed{}, errors.New("want a URL, or host[:port] where host may begin with *.")
+		return allowed{}, errors.New(`want a URL, or host[:port] where host may begin with "*."`)
 	}
 	a.host = canonicalHost(host)
 	return a, nil

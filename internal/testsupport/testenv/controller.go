@@ -142,14 +142,14 @@ func waitEnforced(ctx context.Context, cfg *rest.Config, namespace string) error
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		denied := probe(nil)
 		if !apierrors.IsForbidden(denied) || !strings.Contains(denied.Error(), "ValidatingAdmissionPolicy 'elasti-controller'") {
-			last = fmt.Errorf("unlabelled Service: %v", denied)
+			last = fmt.Errorf("unlabelled Service: %w", denied)
 			return false, nil
 		}
 		last = probe(map[string]string{v1alpha1.LabelManagedBy: v1alpha1.ManagedByValue})
 		return last == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("the controller's RBAC and admission policy are not enforced: %w (last: %v)", err, last)
+		return fmt.Errorf("the controller's RBAC and admission policy are not enforced: %w (last: %w)", err, last)
 	}
 	return nil
 }

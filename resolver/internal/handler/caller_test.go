@@ -3,7 +3,6 @@ package handler
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
@@ -104,10 +101,12 @@ func (h *harness) wakeAndCheckNotReplayed(t *testing.T, counts func() map[string
 func TestHTTP2CallerThatLeavesIsNotReplayed(t *testing.T) {
 	backend, counts := countingBackend(t)
 	h := newHarness(t, backend)
-	client := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, _ string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, h.addr)
-		}}}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, h.addr)
+	}}
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge: HTTP/2 alone
+	client := &http.Client{Transport: tr}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -1,8 +1,6 @@
 package handler
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"time"
 
@@ -74,7 +72,7 @@ func NewServer(addr string, h http.Handler, idle time.Duration) *http.Server {
 		Protocols:         new(http.Protocols),
 	}
 	// Held requests ask the kernel whether their caller is still there (callerGone).
-	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context { return withConn(ctx, c) }
+	srv.ConnContext = withConn
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	return srv

@@ -232,7 +232,7 @@ func (r *Registry) ByHost(host string) (*Target, int32, error) {
 	}
 	switch {
 	case len(others) > 0:
-		namespaces := append(others, first)
+		namespaces := append(slices.Clone(others), first)
 		sort.Strings(namespaces)
 		return nil, 0, fmt.Errorf("%w %q in namespaces %s (live or deleted within %s): use %s.<namespace> as the host",
 			ErrAmbiguous, h.Service, strings.Join(namespaces, ", "), r.grace, h.Service)

@@ -283,16 +283,23 @@ func (b *bench) toZero(ctx context.Context) error {
 			return fmt.Errorf("%d pods left", len(pods.Items))
 		}
 		// kube-proxy may keep a gone pod in its rules for a moment; a connection sent there hangs.
-		if ips, err := localcluster.KubeProxyTargets(ns + "/" + direct + ":http"); err != nil || len(ips) > 0 {
-			return fmt.Errorf("kube-proxy still sends the plain Service to %v (%v)", ips, err)
+		ips, err := localcluster.KubeProxyTargets(ns + "/" + direct + ":http")
+		if err != nil {
+			return err
+		}
+		if len(ips) > 0 {
+			return fmt.Errorf("kube-proxy still sends the plain Service to %v", ips)
 		}
 		var resolvers corev1.PodList
 		if err := b.k8s.List(ctx, &resolvers, client.InNamespace("elasti-system"), client.MatchingLabels{"app": "elasti-resolver"}); err != nil {
 			return err
 		}
-		ips, err := localcluster.KubeProxyTargets(ns + "/" + app + ":http")
-		if err != nil || len(ips) == 0 {
-			return fmt.Errorf("kube-proxy sends the public Service to %v (%v)", ips, err)
+		ips, err = localcluster.KubeProxyTargets(ns + "/" + app + ":http")
+		if err != nil {
+			return err
+		}
+		if len(ips) == 0 {
+			return errors.New("kube-proxy sends the public Service nowhere")
 		}
 		for _, ip := range ips {
 			if !slices.ContainsFunc(resolvers.Items, func(p corev1.Pod) bool { return p.Status.PodIP == ip }) {

@@ -35,7 +35,7 @@ func run() error {
 	user := flag.String("user", "65532:65532", "User the image runs as; non-root by default.")
 	flag.Parse()
 	if *out == "" || *tag == "" || *entrypoint == "" || flag.NArg() == 0 {
-		return fmt.Errorf("usage: mkimage -o OUT -t TAG -entrypoint PATH SRC=DST...")
+		return fmt.Errorf("usage: mkimage -o OUT -t TAG -entrypoint PATH SRC=DST [SRC=DST...]")
 	}
 	ref, err := name.NewTag(*tag)
 	if err != nil {

@@ -53,7 +53,7 @@ func run() error {
 	defer stop()
 	args := flag.Args()
 	if len(args) == 0 {
-		return errors.New("usage: elasti-cluster [flags] up|down|status|kubeconfig|load-image TAR...|restart DAEMON...|exec -- CMD...")
+		return errors.New("usage: elasti-cluster [flags] up|down|status|kubeconfig|load-image TAR...|restart DAEMON...|exec -- CMD [ARGS...]")
 	}
 	switch args[0] {
 	case "up":
