@@ -20,6 +20,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/routes"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/controller/internal/triggers"
+	"github.com/elasti-dev/elasti/internal/endpoints"
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
@@ -176,8 +177,7 @@ func (r *Reconciler) endpointsOf(ctx context.Context, namespace, service string,
 			continue
 		}
 		for _, ep := range s.Endpoints {
-			if (ep.Conditions.Ready == nil || *ep.Conditions.Ready) &&
-				(ep.Conditions.Terminating == nil || !*ep.Conditions.Terminating) {
+			if endpoints.Ready(ep) {
 				eps = append(eps, ep)
 			}
 		}

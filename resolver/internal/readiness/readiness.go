@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/elasti-dev/elasti/internal/endpoints"
 	"github.com/elasti-dev/elasti/resolver/internal/events"
 )
 
@@ -100,8 +101,7 @@ func (c *Cache) Update(slice *discoveryv1.EndpointSlice) {
 	}
 	var ready []endpoint
 	for _, e := range slice.Endpoints {
-		// Ready nil means unknown, which the API says to read as ready.
-		if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+		if !endpoints.Ready(e) {
 			continue
 		}
 		for _, a := range e.Addresses {

@@ -26,6 +26,14 @@ func slice(name string, ready *bool, addrs ...string) *discoveryv1.EndpointSlice
 	return s
 }
 
+// terminating marks every endpoint of s as terminating.
+func terminating(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	for i := range s.Endpoints {
+		s.Endpoints[i].Conditions.Terminating = ptr.To(true)
+	}
+	return s
+}
+
 var key = types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}
 
 func TestReadyTransitions(t *testing.T) {
@@ -66,6 +74,17 @@ func TestReadyTransitions(t *testing.T) {
 				c.Delete(slice("a", nil))
 			}, wantReady: true, wantChanges: 1,
 		},
+		// Such an endpoint's pod is shutting down (the Service publishes not-ready addresses):
+		// opening the gate for it would replay held requests into the shutdown.
+		"ready but terminating": {
+			events: func(c *Cache) { c.Update(terminating(slice("a", ptr.To(true), "10.0.0.1"))) },
+		},
+		"ready, then terminating": {
+			events: func(c *Cache) {
+				c.Update(slice("a", ptr.To(true), "10.0.0.1"))
+				c.Update(terminating(slice("a", ptr.To(true), "10.0.0.1")))
+			}, wantChanges: 2,
+		},
 		"unlabelled slice ignored": {
 			events: func(c *Cache) {
 				s := slice("a", ptr.To(true), "10.0.0.1")
@@ -94,6 +113,7 @@ func TestPickSpreadsAndMatchesPort(t *testing.T) {
 	c := New()
 	c.Update(slice("a", ptr.To(true), "10.0.0.1", "10.0.0.2"))
 	c.Update(slice("b", ptr.To(false), "10.0.0.3"))
+	c.Update(terminating(slice("c", ptr.To(true), "10.0.0.4")))
 	var got []string
 	for range 4 {
 		addr, ok := c.Pick(key, "http")

@@ -43,6 +43,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/endpoints"
 	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
 	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 	"github.com/elasti-dev/elasti/test/localcluster"
@@ -545,7 +546,7 @@ func watchTimeline(ctx context.Context, c client.WithWatch) *timeline {
 		}
 		ready := false
 		for _, ep := range s.Endpoints {
-			ready = ready || ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			ready = ready || endpoints.Ready(ep) // what opens the resolver's gate
 		}
 		slicesMu.Lock()
 		defer slicesMu.Unlock()
