@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"maps"
 	"os"
 	"strings"
 	"time"
@@ -42,6 +41,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/routekey"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/controller/internal/triggers"
+	"github.com/elasti-dev/elasti/internal/namespaces"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
 	"github.com/elasti-dev/elasti/internal/wake"
@@ -161,16 +161,9 @@ func run() error {
 		}
 	}
 
-	cacheOpts := cache.Options{}
-	if o.watchNamespaces != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{resolverNS: {}}
-		for _, ns := range strings.Split(o.watchNamespaces, ",") {
-			cacheOpts.DefaultNamespaces[strings.TrimSpace(ns)] = cache.Config{}
-		}
-		// The root namespace's AuthorizationPolicies apply to every workload.
-		policyNS := maps.Clone(cacheOpts.DefaultNamespaces)
-		policyNS[o.istioRootNamespace] = cache.Config{}
-		cacheOpts.ByObject = map[client.Object]cache.ByObject{&securityv1.AuthorizationPolicy{}: {Namespaces: policyNS}}
+	cacheOpts, err := cacheOptions(o.watchNamespaces, resolverNS, o.istioRootNamespace)
+	if err != nil {
+		return err
 	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -226,6 +219,26 @@ func run() error {
 	sh := &shared{o: o, cfg: cfg, scheme: scheme, cacheOpts: cacheOpts, store: store, events: events, auth: auth,
 		signer: signer, resolverNS: resolverNS, resolverName: resolverName, allowedTriggers: allowedTriggers, log: log, metrics: recMetrics}
 	return standBy(ctx, log, func(term int) error { return lead(ctx, term, sh) })
+}
+
+// cacheOptions limits the cache to the namespaces of --watch-namespaces and the resolver's own,
+// whose EndpointSlices say whether the resolver can take traffic. AuthorizationPolicies are also
+// read in Istio's root namespace, whose policies apply to every workload. An empty list watches
+// every namespace.
+func cacheOptions(watch, resolverNS, rootNS string) (cache.Options, error) {
+	names, err := namespaces.Parse(watch)
+	if err != nil {
+		return cache.Options{}, fmt.Errorf("--watch-namespaces: %w", err)
+	}
+	if len(names) == 0 {
+		return cache.Options{}, nil
+	}
+	return cache.Options{
+		DefaultNamespaces: namespaces.Cache(names, resolverNS),
+		ByObject: map[client.Object]cache.ByObject{
+			&securityv1.AuthorizationPolicy{}: {Namespaces: namespaces.Cache(names, resolverNS, rootNS)},
+		},
+	}, nil
 }
 
 // shared is what every term of lead uses: built once per process, and the activity the

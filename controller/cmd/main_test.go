@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 )
 
 func TestCheckLeaderElection(t *testing.T) {
@@ -61,6 +64,45 @@ func TestStandByAfterALostLease(t *testing.T) {
 			}
 			if len(terms) != tc.terms || terms[len(terms)-1] != tc.terms-1 {
 				t.Errorf("terms = %v, want %d numbered from 0", terms, tc.terms)
+			}
+		})
+	}
+}
+
+// --watch-namespaces=a, watched every namespace: the empty item became the cache's "" key.
+func TestCacheOptions(t *testing.T) {
+	tests := map[string]struct {
+		watch        string
+		wantNS       []string // nil: every namespace
+		wantPolicyNS []string // nil: no restriction of its own
+		wantErr      bool
+	}{
+		"empty watches all":  {watch: ""},
+		"only a comma":       {watch: ","},
+		"one":                {watch: "a", wantNS: []string{"a", "elasti-system"}, wantPolicyNS: []string{"a", "elasti-system", "istio-system"}},
+		"trailing comma":     {watch: "a,", wantNS: []string{"a", "elasti-system"}, wantPolicyNS: []string{"a", "elasti-system", "istio-system"}},
+		"spaces":             {watch: " a , b ", wantNS: []string{"a", "b", "elasti-system"}, wantPolicyNS: []string{"a", "b", "elasti-system", "istio-system"}},
+		"duplicates":         {watch: "a,a,elasti-system", wantNS: []string{"a", "elasti-system"}, wantPolicyNS: []string{"a", "elasti-system", "istio-system"}},
+		"not a namespace":    {watch: "a;b", wantErr: true},
+		"upper case refused": {watch: "Shop", wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := cacheOptions(tc.watch, "elasti-system", "istio-system")
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("cacheOptions(%q) error = %v, want error %v", tc.watch, err, tc.wantErr)
+			}
+			if ns := slices.Sorted(maps.Keys(got.DefaultNamespaces)); !slices.Equal(ns, tc.wantNS) {
+				t.Errorf("DefaultNamespaces = %q, want %q", ns, tc.wantNS)
+			}
+			var policyNS []string
+			for obj, by := range got.ByObject {
+				if _, ok := obj.(*securityv1.AuthorizationPolicy); ok {
+					policyNS = slices.Sorted(maps.Keys(by.Namespaces))
+				}
+			}
+			if !slices.Equal(policyNS, tc.wantPolicyNS) {
+				t.Errorf("AuthorizationPolicy namespaces = %q, want %q", policyNS, tc.wantPolicyNS)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/namespaces"
 )
 
 // uninstallPoll is how often uninstall looks at what is left; a variable for the tests.
@@ -35,14 +36,12 @@ func runUninstall(o options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
-	var namespaces []string
-	for ns := range strings.SplitSeq(o.watchNamespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			namespaces = append(namespaces, ns)
-		}
+	watched, err := namespaces.Parse(o.watchNamespaces)
+	if err != nil {
+		return fmt.Errorf("--watch-namespaces: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := uninstall(ctx, c, namespaces, o.uninstallTimeout, log); err != nil {
+	if err := uninstall(ctx, c, watched, o.uninstallTimeout, log); err != nil {
 		return err
 	}
 	// Make-before-break once more: kube-proxy and sidecars follow the restored routes with a

@@ -130,7 +130,10 @@ func run() error {
 	if !ok || keyNS == "" || keyName == "" {
 		return fmt.Errorf("--route-key-secret must be namespace/name, not %q", o.routeKeySecret)
 	}
-	cacheOpts := sources.CacheOptions(o.watchNS, types.NamespacedName{Namespace: keyNS, Name: keyName}, o.rootNS)
+	cacheOpts, err := sources.CacheOptions(o.watchNS, types.NamespacedName{Namespace: keyNS, Name: keyName}, o.rootNS)
+	if err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)

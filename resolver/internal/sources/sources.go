@@ -3,8 +3,6 @@ package sources
 import (
 	"context"
 	"fmt"
-	"maps"
-	"strings"
 
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -18,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/namespaces"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/resolver/internal/events"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
@@ -36,12 +35,16 @@ import (
 const ComponentPrivateService = v1alpha1.ComponentPrivateService
 
 // CacheOptions restricts the cache to elasti's private Services and their slices, to the route
-// key's one Secret, and to the given namespaces (a comma-separated list; empty means all), where
-// AuthorizationPolicies are also read in Istio's root namespace, whose policies apply to every
-// workload.
-func CacheOptions(namespaces string, routeKey types.NamespacedName, rootNamespace string) cache.Options {
+// key's one Secret, and to the namespaces of the comma-separated list (namespaces.Parse; none
+// means all), where AuthorizationPolicies are also read in Istio's root namespace, whose
+// policies apply to every workload.
+func CacheOptions(watch string, routeKey types.NamespacedName, rootNamespace string) (cache.Options, error) {
+	names, err := namespaces.Parse(watch)
+	if err != nil {
+		return cache.Options{}, fmt.Errorf("--watch-namespaces: %w", err)
+	}
 	private := labels.SelectorFromSet(labels.Set{v1alpha1.LabelComponent: ComponentPrivateService})
-	o := cache.Options{ByObject: map[client.Object]cache.ByObject{
+	o := cache.Options{DefaultNamespaces: namespaces.Cache(names), ByObject: map[client.Object]cache.ByObject{
 		&corev1.Service{}:            {Label: private},
 		&discoveryv1.EndpointSlice{}: {Label: private},
 		// One Secret, by name: the resolver's role may read no other.
@@ -50,18 +53,10 @@ func CacheOptions(namespaces string, routeKey types.NamespacedName, rootNamespac
 			Field:      fields.OneTermEqualSelector("metadata.name", routeKey.Name),
 		},
 	}}
-	if namespaces != "" {
-		o.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(namespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				o.DefaultNamespaces[ns] = cache.Config{}
-			}
-		}
-		policies := maps.Clone(o.DefaultNamespaces)
-		policies[rootNamespace] = cache.Config{}
-		o.ByObject[&securityv1.AuthorizationPolicy{}] = cache.ByObject{Namespaces: policies}
+	if len(names) > 0 {
+		o.ByObject[&securityv1.AuthorizationPolicy{}] = cache.ByObject{Namespaces: namespaces.Cache(names, rootNamespace)}
 	}
-	return o
+	return o, nil
 }
 
 // RouteKeyHandler keeps key current from the route key's Secret. A Secret without a valid key

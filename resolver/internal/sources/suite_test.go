@@ -60,9 +60,11 @@ var _ = BeforeSuite(func() {
 	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
+	cacheOpts, err := sources.CacheOptions("", types.NamespacedName{Namespace: keyNamespace, Name: routesig.DefaultSecretName}, "istio-system")
+	Expect(err).NotTo(HaveOccurred())
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
-		Cache:                  sources.CacheOptions("", types.NamespacedName{Namespace: keyNamespace, Name: routesig.DefaultSecretName}, "istio-system"),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})
