@@ -26,7 +26,8 @@ var (
 	ErrDraining = errors.New("the resolver is shutting down")
 )
 
-// Source says whether a backend has ready endpoints.
+// Source says whether a backend has ready endpoints. Ready is called under the throttler's
+// locks, so it must not call back into the Throttler.
 type Source interface {
 	Ready(key types.NamespacedName) bool
 }
@@ -40,12 +41,14 @@ type entry struct {
 	gone chan struct{} // closed when the target is deleted
 }
 
-// refresh reads the source under the entry's lock, so concurrent refreshes converge on the
-// latest state whatever order they run in.
-func (e *entry) refresh(ready bool) {
+// refresh sets the gate from src, read under the entry's lock. Of two refreshes that race (two
+// readiness changes in a row, told from two goroutines), the one that takes the lock last reads
+// the source last, so the gate ends in the latest state whatever order the calls run in; a value
+// read before the lock could be older than the one a concurrent refresh has already applied.
+func (e *entry) refresh(src Source, key types.NamespacedName) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	was := e.ready.Load()
+	ready, was := src.Ready(key), e.ready.Load()
 	switch {
 	case ready && !was:
 		close(e.gate)
@@ -121,7 +124,7 @@ func (t *Throttler) entry(key types.NamespacedName) *entry {
 	// Reading the source under t.mu means a Changed call either sees this entry or ran before
 	// this read and so its state is what we read: no wake-up is lost.
 	e := &entry{gate: make(chan struct{}), gone: make(chan struct{})}
-	e.refresh(t.src.Ready(key))
+	e.refresh(t.src, key)
 	t.entries.Store(key, e)
 	return e
 }
@@ -132,7 +135,7 @@ func (t *Throttler) Changed(key types.NamespacedName) {
 	v, ok := t.entries.Load(key)
 	t.mu.Unlock()
 	if ok {
-		v.(*entry).refresh(t.src.Ready(key))
+		v.(*entry).refresh(t.src, key)
 	}
 }
 

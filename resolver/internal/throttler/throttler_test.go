@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,6 +213,63 @@ func TestNoLostWakeup(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("iteration %d: Wait = %v, want nil", i, err)
 		}
+	}
+}
+
+// stallingSource stalls one Ready call once armed: it reports on read that it has read the
+// source, then returns what it read only when resume is closed, as a Changed call preempted
+// between reading the source and setting the gate would.
+type stallingSource struct {
+	source
+	armed        atomic.Bool
+	read, resume chan struct{}
+}
+
+func (s *stallingSource) Ready(k types.NamespacedName) bool {
+	r := s.source.Ready(k)
+	if s.armed.CompareAndSwap(true, false) {
+		s.read <- struct{}{}
+		<-s.resume
+	}
+	return r
+}
+
+// Two readiness changes in a row, told from two goroutines: the first reads "not ready", stalls,
+// and applies it after the second applied "ready". The gate must end open, as the source is,
+// whatever order the two Changed calls finish in.
+func TestRacingChangesConverge(t *testing.T) {
+	s := &stallingSource{source: source{ready: map[types.NamespacedName]bool{a: true}},
+		read: make(chan struct{}), resume: make(chan struct{})}
+	th := New(s, 10)
+	if !th.Ready(a) {
+		t.Fatal("entry not ready while the source is")
+	}
+	set := func(r bool) <-chan struct{} {
+		s.mu.Lock()
+		s.ready[a] = r
+		s.mu.Unlock()
+		done := make(chan struct{})
+		go func() { th.Changed(a); close(done) }()
+		return done
+	}
+	s.armed.Store(true)
+	lost := set(false)
+	<-s.read
+	found := set(true)
+	// Give the second call time to finish first, if it can: it must not, or must not matter.
+	select {
+	case <-found:
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(s.resume)
+	<-lost
+	<-found
+	if !th.Ready(a) {
+		t.Fatal("the gate stayed closed for a ready source: a stale read won")
+	}
+	held, err := th.Wait(context.Background(), a, 1, 50*time.Millisecond, nil)
+	if held || err != nil {
+		t.Errorf("Wait = %v, %v; want false, nil", held, err)
 	}
 }
 
