@@ -33,8 +33,8 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/rlimit"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
-	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
@@ -130,29 +130,22 @@ type limits struct{ total, share, perTarget, limit int }
 
 var productLimits = limits{total: 20000, share: 5000, perTarget: 5000, limit: 5000}
 
-// resolver is the real chain with in-memory sources.
+// resolver is the real resolver (app.New, through resolvertest) with in-memory sources.
 type resolver struct {
 	*resolvertest.Resolver
 	addr string
 }
 
-type noWaker struct{}
-
-func (noWaker) Held(types.NamespacedName, func() bool) {}
-func (noWaker) Active(types.NamespacedName)            {}
-
 func newResolver(maxConns int, l limits) (*resolver, error) {
-	r := resolvertest.New(resolvertest.Options{MaxTotal: l.total, NamespaceShare: l.share})
-	chain := handler.Build(handler.Config{
-		Proxy: proxy.New(proxy.Options{MaxConnsPerHost: maxConns}), Targets: r.Registry, Throttler: r.Throttler, Waker: noWaker{},
-		Endpoints: r.Ready, Upstream: handler.UpstreamPods, Domain: resolvertest.Domain,
-		MaxPending: l.perTarget, MaxPendingLimit: l.limit, HoldTimeout: 2 * time.Minute, Metrics: metrics.New(),
+	r := resolvertest.New(app.Options{
+		MaxPending: l.perTarget, MaxPendingLimit: l.limit, MaxPendingTotal: l.total, MaxPendingPerNamespace: l.share,
+		HoldTimeout: 2 * time.Minute, Proxy: proxy.Options{MaxConnsPerHost: maxConns},
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	go serveLabelled("resolver", handler.NewServer("", chain, time.Hour), ln)
+	go serveLabelled("resolver", handler.NewServer("", r.Handler, time.Hour), ln)
 	return &resolver{Resolver: r, addr: ln.Addr().String()}, nil
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -30,35 +29,25 @@ import (
 	"github.com/elasti-dev/elasti/internal/rlimit"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
 	"github.com/elasti-dev/elasti/resolver/internal/memory"
-	"github.com/elasti-dev/elasti/resolver/internal/metrics"
-	"github.com/elasti-dev/elasti/resolver/internal/proxy"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/signal"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
 // drainGrace is how long past --drain-timeout the 503s to held requests, and replays already
 // under way, may take before run returns.
 const drainGrace = 2 * time.Second
 
+// options are the flags: those of the resolver's parts bind straight into app.Options.
 type options struct {
+	app                            app.Options
 	listen, metricsAddr, probeAddr string
-	controllerURL, tokenFile       string
-	maxPending, maxTotal, maxConns int
-	holdTimeout, shutdownDelay     time.Duration
-	drainTimeout, idleTimeout      time.Duration
-	deletedGrace                   time.Duration
-	upstream, domain, watchNS      string
-	routeKeySecret                 string
-	maxHeldBody, minBodyRate       int64
-	bodyGrace                      time.Duration
-	maxPendingNS, maxPendingLimit  int
+	shutdownDelay, drainTimeout    time.Duration
+	idleTimeout                    time.Duration
+	watchNS, routeKeySecret        string
 	memoryLimit                    uint64
-	connWait                       time.Duration
 	rootNS, trustedPeers           string
 }
 
@@ -74,28 +63,28 @@ func run() error {
 	flag.StringVar(&o.listen, "listen", ":8012", "Address of the proxy listener (HTTP/1.1 and h2c).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
-	flag.StringVar(&o.controllerURL, "controller-url", "http://elasti-controller.elasti-system.svc:8013", "Base URL of the controller's activity endpoint.")
-	flag.StringVar(&o.tokenFile, "token-file", "/var/run/secrets/elasti/token", "Projected service account token sent to the controller; re-read when it changes.")
-	flag.IntVar(&o.maxPending, "max-pending-per-target", 5000, "Requests held per target unless spec.queue.maxPending says otherwise.")
-	flag.IntVar(&o.maxTotal, "max-pending-total", 20000, "Requests held across all targets.")
-	flag.IntVar(&o.maxPendingNS, "max-pending-per-namespace", 5000, "Requests held for the targets of one namespace, so that no tenant can take every slot; 0 means --max-pending-total.")
-	flag.IntVar(&o.maxPendingLimit, "max-pending-limit", 5000, "The most a spec.queue.maxPending may ask for; larger values are cut to it. 0 means no limit.")
+	flag.StringVar(&o.app.Wake.ControllerURL, "controller-url", "http://elasti-controller.elasti-system.svc:8013", "Base URL of the controller's activity endpoint.")
+	flag.StringVar(&o.app.Wake.TokenFile, "token-file", "/var/run/secrets/elasti/token", "Projected service account token sent to the controller; re-read when it changes.")
+	flag.IntVar(&o.app.MaxPending, "max-pending-per-target", 5000, "Requests held per target unless spec.queue.maxPending says otherwise.")
+	flag.IntVar(&o.app.MaxPendingTotal, "max-pending-total", 20000, "Requests held across all targets.")
+	flag.IntVar(&o.app.MaxPendingPerNamespace, "max-pending-per-namespace", 5000, "Requests held for the targets of one namespace, so that no tenant can take every slot; 0 means --max-pending-total.")
+	flag.IntVar(&o.app.MaxPendingLimit, "max-pending-limit", 5000, "The most a spec.queue.maxPending may ask for; larger values are cut to it. 0 means no limit.")
 	flag.Uint64Var(&o.memoryLimit, "memory-limit", envBytes("ELASTI_MEMORY_LIMIT"), "The container's memory limit in bytes (the chart passes limits.memory): the Go runtime aims at 90% of it, and new holds are refused (503) above 80%. 0 turns both off.")
-	flag.DurationVar(&o.holdTimeout, "hold-timeout", 2*time.Minute, "How long a request is held unless spec.queue.holdTimeout says otherwise.")
-	flag.StringVar(&o.upstream, "upstream", handler.UpstreamService, "Where replays go: service (the private Service, through the mesh) or pods (a ready pod IP).")
-	flag.IntVar(&o.maxConns, "max-conns-per-upstream", 100, "Connections to one upstream address at most, so a wake-up burst queues here rather than at the first pod (upgraded WebSockets do not count); 0 means no bound.")
-	flag.StringVar(&o.domain, "cluster-domain", "cluster.local", "Cluster DNS domain.")
+	flag.DurationVar(&o.app.HoldTimeout, "hold-timeout", 2*time.Minute, "How long a request is held unless spec.queue.holdTimeout says otherwise.")
+	flag.StringVar(&o.app.Upstream, "upstream", handler.UpstreamService, "Where replays go: service (the private Service, through the mesh) or pods (a ready pod IP).")
+	flag.IntVar(&o.app.Proxy.MaxConnsPerHost, "max-conns-per-upstream", 100, "Connections to one upstream address at most, so a wake-up burst queues here rather than at the first pod (upgraded WebSockets do not count); 0 means no bound.")
+	flag.StringVar(&o.app.Domain, "cluster-domain", "cluster.local", "Cluster DNS domain.")
 	flag.DurationVar(&o.shutdownDelay, "shutdown-delay", 5*time.Second, "After SIGTERM, how long to keep accepting connections while endpoints drop this pod.")
 	flag.DurationVar(&o.drainTimeout, "drain-timeout", 2*time.Minute,
 		"After the shutdown delay, how long held and in-flight requests may finish; then requests still held are answered 503 with Retry-After, and the rest get "+drainGrace.String()+" more.")
 	flag.DurationVar(&o.idleTimeout, "idle-timeout", 65*time.Minute, "Keep-alive idle timeout; longer than Envoy's 1h so the caller always closes first.")
-	flag.DurationVar(&o.deletedGrace, "deleted-grace", registry.DefaultGrace,
+	flag.DurationVar(&o.app.DeletedGrace, "deleted-grace", registry.DefaultGrace,
 		"How long a deleted ElastiService's requests (on connections kube-proxy pinned to the resolver) are still forwarded to its public Service; 0 answers them 404.")
 	flag.StringVar(&o.watchNS, "watch-namespaces", "", "Comma-separated namespaces to serve; empty serves all.")
-	flag.DurationVar(&o.connWait, "upstream-conn-wait", 30*time.Second, "How long a request waits for one of the --max-conns-per-upstream connections before it gets 503 with Retry-After; 0 waits as long as the caller.")
-	flag.Int64Var(&o.maxHeldBody, "max-held-body", 64<<10, "Bytes of a held request's body read while it waits, so a caller that leaves is noticed and the replay never waits on the caller; larger bodies stream the rest.")
-	flag.Int64Var(&o.minBodyRate, "min-body-rate", 1024, "Bytes per second a body streamed to a target must average after --body-grace, so a trickling caller cannot keep one of its connections busy; 0 disables it.")
-	flag.DurationVar(&o.bodyGrace, "body-grace", 10*time.Second, "How long a streamed body may stall, and before its rate is checked.")
+	flag.DurationVar(&o.app.Proxy.ConnWait, "upstream-conn-wait", 30*time.Second, "How long a request waits for one of the --max-conns-per-upstream connections before it gets 503 with Retry-After; 0 waits as long as the caller.")
+	flag.Int64Var(&o.app.MaxHeldBody, "max-held-body", 64<<10, "Bytes of a held request's body read while it waits, so a caller that leaves is noticed and the replay never waits on the caller; larger bodies stream the rest.")
+	flag.Int64Var(&o.app.MinBodyRate, "min-body-rate", 1024, "Bytes per second a body streamed to a target must average after --body-grace, so a trickling caller cannot keep one of its connections busy; 0 disables it.")
+	flag.DurationVar(&o.app.BodyGrace, "body-grace", 10*time.Second, "How long a streamed body may stall, and before its rate is checked.")
 	flag.StringVar(&o.routeKeySecret, "route-key-secret", defaultRouteKeySecret(),
 		"namespace/name of the Secret whose key signs the route headers (the controller creates it); without it no X-Elasti-* header is believed.")
 	flag.StringVar(&o.rootNS, "istio-root-namespace", "istio-system", "Istio's root namespace (meshConfig.rootNamespace), whose AuthorizationPolicies apply to every workload.")
@@ -106,13 +95,14 @@ func run() error {
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 	log := ctrl.Log.WithName("resolver")
-	if o.upstream != handler.UpstreamService && o.upstream != handler.UpstreamPods {
-		return fmt.Errorf("--upstream must be service or pods, not %q", o.upstream)
+	if o.app.Upstream != handler.UpstreamService && o.app.Upstream != handler.UpstreamPods {
+		return fmt.Errorf("--upstream must be service or pods, not %q", o.app.Upstream)
 	}
 	trusted, err := parsePrefixes(o.trustedPeers)
 	if err != nil {
 		return fmt.Errorf("--xfcc-trusted-peers: %w", err)
 	}
+	o.app.TrustedPeers = trusted
 	rlimit.RaiseNoFile() // every held request is a socket
 	sig := ctrl.SetupSignalHandler()
 
@@ -153,34 +143,15 @@ func run() error {
 	mgrCtx, stopMgr := context.WithCancel(context.Background())
 	defer stopMgr()
 
-	m := metrics.New()
-	ctrlmetrics.Registry.MustRegister(m.Collectors()...)
-	ready := readiness.New()
-	thr := throttler.New(ready, o.maxTotal)
-	thr.SetNamespaceShare(o.maxPendingNS)
-	ready.SetListener(thr)
 	_, gomemlimit := os.LookupEnv("GOMEMLIMIT")
 	memLimit := memory.SetLimit(o.memoryLimit, 0.9, gomemlimit)
 	guard := memory.NewGuard(o.memoryLimit, 0.8)
 	go guard.Run(mgrCtx, 100*time.Millisecond)
-	waker := signal.New(mgrCtx, signal.Options{
-		ControllerURL: o.controllerURL, TokenFile: o.tokenFile, Signals: m.WakeSignals, Log: log.WithName("signal"),
-	})
-	key := &routesig.Key{}
-	reg := registry.New(o.domain, forgetter{thr: thr, waker: waker, metrics: m, key: key})
-	reg.SetGrace(o.deletedGrace)
-	if err := sources.Register(mgrCtx, mgr.GetCache(), reg, ready, sources.RouteKeyHandler(key, log.WithName("route-key"))); err != nil {
+	o.app.Admit, o.app.Log = guard.Admit, log
+	resolver := app.New(mgrCtx, o.app)
+	ctrlmetrics.Registry.MustRegister(resolver.Metrics.Collectors()...)
+	if err := resolver.Watch(mgrCtx, mgr.GetCache(), mgr.GetRESTMapper()); err != nil {
 		return err
-	}
-	// Without Istio's AuthorizationPolicy kind no policy can apply, and the controller lists
-	// none in any status; the store stays empty.
-	policies := sources.NewPolicies()
-	if _, err := mgr.GetRESTMapper().RESTMapping(securityv1.SchemeGroupVersion.WithKind("AuthorizationPolicy").GroupKind()); err == nil {
-		if err := sources.RegisterPolicies(mgrCtx, mgr.GetCache(), policies); err != nil {
-			return err
-		}
-	} else if !meta.IsNoMatchError(err) {
-		return fmt.Errorf("looking up AuthorizationPolicy: %w", err)
 	}
 
 	var draining, synced atomic.Bool
@@ -199,19 +170,7 @@ func run() error {
 		return err
 	}
 
-	rp := proxy.New(proxy.Options{Log: log.WithName("proxy"), MaxConnsPerHost: o.maxConns, ConnWait: o.connWait, OnError: func(r *http.Request, _ error) {
-		if req := handler.RequestFrom(r.Context()); req != nil {
-			m.UpstreamError.WithLabelValues(req.Target.Namespace, req.Target.Name).Inc()
-		}
-	}})
-	chain := handler.Build(handler.Config{
-		Proxy: rp, Targets: reg, Signatures: key, Throttler: thr, Waker: waker, Endpoints: ready,
-		Upstream: o.upstream, Domain: o.domain, MaxPending: o.maxPending, HoldTimeout: o.holdTimeout, Metrics: m,
-		MaxHeldBody: o.maxHeldBody, MinBodyRate: o.minBodyRate, BodyGrace: o.bodyGrace,
-		MaxPendingLimit: o.maxPendingLimit, Admit: guard.Admit,
-		Policies: policies, Callers: &handler.Callers{TrustedPeers: trusted},
-	})
-	srv := handler.NewServer(o.listen, chain, o.idleTimeout)
+	srv := handler.NewServer(o.listen, resolver.Handler, o.idleTimeout)
 
 	var mgrErr error
 	mgrDone := make(chan struct{})
@@ -236,7 +195,7 @@ func run() error {
 	synced.Store(true)
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
-	log.Info("resolver serving", "version", version.Version, "listen", o.listen, "upstream", o.upstream, "elastiservices", reg.Len(),
+	log.Info("resolver serving", "version", version.Version, "listen", o.listen, "upstream", o.app.Upstream, "elastiservices", resolver.Registry.Len(),
 		"memoryLimit", o.memoryLimit, "gomemlimit", memLimit)
 
 	select {
@@ -253,43 +212,25 @@ func run() error {
 	// replica instead of racing the close of an idle connection here.
 	draining.Store(true)
 	srv.SetKeepAlivesEnabled(false)
-	log.Info("draining", "delay", o.shutdownDelay, "held", thr.Total())
+	log.Info("draining", "delay", o.shutdownDelay, "held", resolver.Throttler.Total())
 	time.Sleep(o.shutdownDelay)
 	// Requests still held at the drain timeout are answered 503 rather than cut by the exit;
 	// those answers, and replays already under way, get drainGrace more.
 	expired := time.AfterFunc(o.drainTimeout, func() {
-		log.Info("drain timeout: answering held requests 503", "held", thr.Total())
-		thr.Drain()
+		log.Info("drain timeout: answering held requests 503", "held", resolver.Throttler.Total())
+		resolver.Throttler.Drain()
 	})
 	defer expired.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout+drainGrace)
 	defer cancel()
 	err = srv.Shutdown(ctx)
-	log.Info("proxy stopped", "held", thr.Total(), "error", err)
+	log.Info("proxy stopped", "held", resolver.Throttler.Total(), "error", err)
 	stopMgr()
 	<-mgrDone
 	if err == nil {
 		err = mgrErr
 	}
 	return err
-}
-
-// forgetter releases the throttler entry, signal state and metric series of a deleted target,
-// and the series its tombstone added once that expires.
-type forgetter struct {
-	thr     *throttler.Throttler
-	waker   *signal.Client
-	metrics *metrics.Metrics
-	key     *routesig.Key
-}
-
-func (f forgetter) Forget(t *registry.Target) {
-	if !t.Gone {
-		f.thr.Forget(t.Backend)
-		f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
-	}
-	f.key.Forget(t.Key()) // a tombstone that verifies again caches it again, until it expires
-	f.metrics.Forget(t.Namespace, t.Name)
 }
 
 // parsePrefixes parses a comma-separated list of addresses and CIDRs.

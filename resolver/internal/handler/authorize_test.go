@@ -1,24 +1,17 @@
 package handler
 
 import (
-	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	apisecurity "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
 type policyMap map[string]*securityv1.AuthorizationPolicy
@@ -176,50 +169,5 @@ func TestAuthorize(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// A refused caller must not wake the target: the check comes before Hold in the chain.
-func TestRefusedCallerWakesNothing(t *testing.T) {
-	r := resolvertest.New(resolvertest.Options{MaxTotal: 100})
-	es := resolvertest.Target("shop", "app")
-	es.Status.AuthorizationPolicies = []string{"shop/frontend-only"}
-	r.Add(es, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)})
-	waker := &countWaker{}
-	chain := Build(Config{
-		Proxy: http.NotFoundHandler(), Targets: r.Registry, Throttler: r.Throttler, Waker: waker, Endpoints: r.Ready,
-		Upstream: UpstreamPods, Domain: resolvertest.Domain, MaxPending: 10, HoldTimeout: 300 * time.Millisecond,
-		Policies: shopPolicies(), Callers: &Callers{TrustedPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
-	})
-	addr := serveHTTP(t, chain)
-	get := func(principal string) (int, string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
-		r.Host = "app.shop"
-		r.Header.Set(HeaderClientCert, xfcc(principal))
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	for range 5 {
-		if code, body := get(intruder); code != http.StatusForbidden || body != DeniedBody {
-			t.Fatalf("intruder got %d %q, want 403 %q", code, body, DeniedBody)
-		}
-	}
-	if n := waker.held.Load(); n != 0 {
-		t.Fatalf("refused callers woke the target %d times", n)
-	}
-	// The allowed caller is held (and times out here, with no pod to wake).
-	if code, body := get(frontend); code != http.StatusGatewayTimeout {
-		t.Fatalf("frontend got %d %q, want 504 after its hold", code, strings.TrimSpace(body))
-	}
-	if waker.held.Load() == 0 {
-		t.Fatal("the allowed caller did not wake the target")
 	}
 }

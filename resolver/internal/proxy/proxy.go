@@ -61,6 +61,9 @@ type Options struct {
 	// OnError runs when a request got no response, before the 502 is written.
 	OnError func(r *http.Request, err error)
 	Log     logr.Logger
+	// Transport, if set, replaces the one the fields above describe: a test's dialer that
+	// plays kube-proxy.
+	Transport http.RoundTripper
 }
 
 // New builds the reverse proxy.
@@ -71,9 +74,13 @@ func New(o Options) *httputil.ReverseProxy {
 	if o.DialBackoff == 0 {
 		o.DialBackoff = 10 * time.Millisecond
 	}
+	tr := o.Transport
+	if tr == nil {
+		tr = newTransport(o)
+	}
 	return &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    newTransport(o),
+		Transport:    tr,
 		BufferPool:   bufferPool{},
 		ErrorHandler: errorHandler(o),
 		// ReverseProxy flushes streaming responses (no Content-Length, which includes gRPC, and

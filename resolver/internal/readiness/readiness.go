@@ -8,10 +8,8 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/elasti-dev/elasti/internal/endpoints"
-	"github.com/elasti-dev/elasti/resolver/internal/events"
 )
 
 // Listener is told that the readiness of a Service may have changed. It must read the new state
@@ -42,13 +40,10 @@ type Cache struct {
 	listener Listener
 }
 
-// New returns an empty Cache.
-func New() *Cache {
-	return &Cache{services: map[types.NamespacedName]*service{}}
+// New returns an empty Cache that tells l, if not nil, of every change.
+func New(l Listener) *Cache {
+	return &Cache{services: map[types.NamespacedName]*service{}, listener: l}
 }
-
-// SetListener sets who hears about changes. Call it before events flow.
-func (c *Cache) SetListener(l Listener) { c.listener = l }
 
 // Ready says whether the Service has at least one ready endpoint.
 func (c *Cache) Ready(key types.NamespacedName) bool {
@@ -162,6 +157,3 @@ func serviceOf(slice *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
 	}
 	return types.NamespacedName{Namespace: slice.Namespace, Name: name}, true
 }
-
-// Handler feeds the Cache from an EndpointSlice informer.
-func (c *Cache) Handler() toolscache.ResourceEventHandler { return events.Handler(c.Update, c.Delete) }

@@ -95,9 +95,8 @@ func TestReadyTransitions(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := New()
 			var l listener
-			c.SetListener(&l)
+			c := New(&l)
 			tc.events(c)
 			if got := c.Ready(key); got != tc.wantReady {
 				t.Errorf("Ready = %v, want %v", got, tc.wantReady)
@@ -110,7 +109,7 @@ func TestReadyTransitions(t *testing.T) {
 }
 
 func TestPickSpreadsAndMatchesPort(t *testing.T) {
-	c := New()
+	c := New(nil)
 	c.Update(slice("a", ptr.To(true), "10.0.0.1", "10.0.0.2"))
 	c.Update(slice("b", ptr.To(false), "10.0.0.3"))
 	c.Update(terminating(slice("c", ptr.To(true), "10.0.0.4")))

@@ -11,11 +11,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
-	"github.com/elasti-dev/elasti/resolver/internal/events"
 )
 
 // Port is one port of a target's private Service.
@@ -406,16 +404,4 @@ func (r *Registry) build(es *v1alpha1.ElastiService) *Target {
 		}
 	}
 	return t
-}
-
-// ElastiServiceHandler feeds the Registry from an ElastiService informer.
-func (r *Registry) ElastiServiceHandler() toolscache.ResourceEventHandler {
-	return events.Handler(r.UpsertElastiService, func(es *v1alpha1.ElastiService) {
-		r.DeleteElastiService(es.Namespace, es.Name)
-	})
-}
-
-// ServiceHandler feeds the Registry from an informer on private Services.
-func (r *Registry) ServiceHandler() toolscache.ResourceEventHandler {
-	return events.Handler(r.UpsertService, func(svc *corev1.Service) { r.DeleteService(svc.Namespace, svc.Name) })
 }

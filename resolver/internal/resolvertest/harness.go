@@ -1,6 +1,7 @@
 package resolvertest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -14,54 +15,37 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
-	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
+	"github.com/elasti-dev/elasti/resolver/internal/handler"
 )
 
-// Domain is the cluster domain the harness's registry resolves hosts in.
+// Domain is the cluster domain New resolves hosts in unless Options.Domain says otherwise.
 const Domain = "cluster.local"
 
-// Options configure New.
-type Options struct {
-	// MaxTotal bounds the requests held across all targets.
-	MaxTotal int
-	// NamespaceShare bounds those held for one namespace's targets; 0 means MaxTotal.
-	NamespaceShare int
-	// ReleaseDeleted releases the requests held for a deleted ElastiService, as the resolver's
-	// main does. Without it nothing is told of deleted targets.
-	ReleaseDeleted bool
-}
+// Resolver is app.New's resolver with the test's hands on its caches.
+type Resolver struct{ *app.Resolver }
 
-// Resolver is the resolver's state: which targets exist, which are ready, and who waits.
-type Resolver struct {
-	Registry  *registry.Registry
-	Ready     *readiness.Cache
-	Throttler *throttler.Throttler
-}
-
-// New wires an empty registry, readiness cache and throttler.
-func New(o Options) *Resolver {
-	r := &Resolver{Ready: readiness.New()}
-	r.Throttler = throttler.New(r.Ready, o.MaxTotal)
-	r.Throttler.SetNamespaceShare(o.NamespaceShare)
-	r.Ready.SetListener(r.Throttler)
-	var forget registry.Forgetter // nil: the registry tells no one
-	if o.ReleaseDeleted {
-		forget = releaser{r.Throttler}
+// New wires o with app.New. Where o leaves them unset it resolves in Domain, replays to pods
+// (handler.UpstreamPods), and wakes nothing: there is no controller to wake.
+func New(o app.Options) *Resolver {
+	if o.Domain == "" {
+		o.Domain = Domain
 	}
-	r.Registry = registry.New(Domain, forget)
-	return r
-}
-
-// releaser does the throttler's part of the resolver's forgetter.
-type releaser struct{ thr *throttler.Throttler }
-
-func (f releaser) Forget(t *registry.Target) {
-	if !t.Gone {
-		f.thr.Forget(t.Backend)
+	if o.Upstream == "" {
+		o.Upstream = handler.UpstreamPods
 	}
+	if o.Waker == nil {
+		o.Waker = noWaker{}
+	}
+	// The context ends only the activity client's loops, and o.Waker stands in for it.
+	return &Resolver{app.New(context.Background(), o)}
 }
+
+type noWaker struct{}
+
+func (noWaker) Held(types.NamespacedName, func() bool) {}
+func (noWaker) Active(types.NamespacedName)            {}
+func (noWaker) Forget(types.NamespacedName)            {}
 
 // Target is the ElastiService namespace/service for the Service of the same name, with
 // nothing else set.
@@ -90,7 +74,7 @@ func (r *Resolver) Add(es *v1alpha1.ElastiService, ports ...corev1.ServicePort) 
 func (r *Resolver) SetReady(key types.NamespacedName, addr string, ready bool) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
-	r.Ready.Update(&discoveryv1.EndpointSlice{
+	r.Readiness.Update(&discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name + "-1",
 			Labels: map[string]string{discoveryv1.LabelServiceName: key.Name}},
 		Ports:     []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(p))}},

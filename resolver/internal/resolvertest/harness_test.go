@@ -9,11 +9,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/elasti-dev/elasti/resolver/internal/app"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
-// A held request is released by SetReady through the wiring, and by the deletion of its
-// ElastiService when ReleaseDeleted asks for it.
+// A held request is released by SetReady through app.New's wiring, and by the deletion of its
+// ElastiService through the registry's forgetter.
 func TestResolver(t *testing.T) {
 	tests := map[string]struct {
 		release func(r *Resolver, key types.NamespacedName)
@@ -25,7 +26,7 @@ func TestResolver(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			r := New(Options{MaxTotal: 10, ReleaseDeleted: true})
+			r := New(app.Options{MaxPendingTotal: 10})
 			key := r.Add(Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
 			if want := (types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}); key != want {
 				t.Fatalf("key = %v, want %v", key, want)

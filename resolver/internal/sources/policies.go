@@ -1,14 +1,9 @@
 package sources
 
 import (
-	"context"
-	"fmt"
 	"sync"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-
-	"github.com/elasti-dev/elasti/resolver/internal/events"
 )
 
 // +kubebuilder:rbac:groups=security.istio.io,resources=authorizationpolicies,verbs=get;list;watch
@@ -45,16 +40,4 @@ func (p *Policies) Delete(ap *securityv1.AuthorizationPolicy) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.m, ap.Namespace+"/"+ap.Name)
-}
-
-// RegisterPolicies feeds p from the cache's AuthorizationPolicy informer.
-func RegisterPolicies(ctx context.Context, c cache.Cache, p *Policies) error {
-	inf, err := c.GetInformer(ctx, &securityv1.AuthorizationPolicy{})
-	if err != nil {
-		return fmt.Errorf("informer for AuthorizationPolicies: %w", err)
-	}
-	if _, err := inf.AddEventHandler(events.Handler(p.Upsert, p.Delete)); err != nil {
-		return fmt.Errorf("event handler for AuthorizationPolicies: %w", err)
-	}
-	return nil
 }

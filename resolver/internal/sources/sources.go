@@ -8,6 +8,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -18,7 +19,6 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/namespaces"
 	"github.com/elasti-dev/elasti/internal/routesig"
-	"github.com/elasti-dev/elasti/resolver/internal/events"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 )
@@ -59,10 +59,57 @@ func CacheOptions(watch string, routeKey types.NamespacedName, rootNamespace str
 	return o, nil
 }
 
-// RouteKeyHandler keeps key current from the route key's Secret. A Secret without a valid key
+// Sinks are what the informers feed.
+type Sinks struct {
+	Registry  *registry.Registry
+	Readiness *readiness.Cache
+	// RouteKey is kept current from the route key's Secret.
+	RouteKey *routesig.Key
+	// Policies is fed where Istio's AuthorizationPolicy kind is installed; without it no policy
+	// can apply, the controller lists none in any status, and the store stays empty.
+	Policies *Policies
+	Log      logr.Logger
+}
+
+// Register adds the event handlers that keep s current from c's informers. mapper says whether
+// the AuthorizationPolicy kind exists. Call it before c starts.
+func Register(ctx context.Context, c cache.Cache, mapper meta.RESTMapper, s Sinks) error {
+	type watch struct {
+		obj client.Object
+		h   toolscache.ResourceEventHandler
+	}
+	watches := []watch{
+		{&v1alpha1.ElastiService{}, eventHandler(s.Registry.UpsertElastiService, func(es *v1alpha1.ElastiService) {
+			s.Registry.DeleteElastiService(es.Namespace, es.Name)
+		})},
+		{&corev1.Service{}, eventHandler(s.Registry.UpsertService, func(svc *corev1.Service) {
+			s.Registry.DeleteService(svc.Namespace, svc.Name)
+		})},
+		{&discoveryv1.EndpointSlice{}, eventHandler(s.Readiness.Update, s.Readiness.Delete)},
+		{&corev1.Secret{}, routeKeyHandler(s.RouteKey, s.Log.WithName("route-key"))},
+	}
+	switch _, err := mapper.RESTMapping(securityv1.SchemeGroupVersion.WithKind("AuthorizationPolicy").GroupKind()); {
+	case err == nil:
+		watches = append(watches, watch{&securityv1.AuthorizationPolicy{}, eventHandler(s.Policies.Upsert, s.Policies.Delete)})
+	case !meta.IsNoMatchError(err):
+		return fmt.Errorf("looking up AuthorizationPolicy: %w", err)
+	}
+	for _, w := range watches {
+		inf, err := c.GetInformer(ctx, w.obj)
+		if err != nil {
+			return fmt.Errorf("informer for %T: %w", w.obj, err)
+		}
+		if _, err := inf.AddEventHandler(w.h); err != nil {
+			return fmt.Errorf("event handler for %T: %w", w.obj, err)
+		}
+	}
+	return nil
+}
+
+// routeKeyHandler keeps key current from the route key's Secret. A Secret without a valid key
 // clears it, and then no route header is believed: the Host decides every request.
-func RouteKeyHandler(key *routesig.Key, log logr.Logger) toolscache.ResourceEventHandler {
-	return events.Handler(func(s *corev1.Secret) {
+func routeKeyHandler(key *routesig.Key, log logr.Logger) toolscache.ResourceEventHandler {
+	return eventHandler(func(s *corev1.Secret) {
 		if err := key.Set(s.Data[routesig.SecretKey]); err != nil {
 			log.Error(err, "route key Secret has no usable key; route headers are ignored", "secret", s.Namespace+"/"+s.Name)
 			return
@@ -74,28 +121,28 @@ func RouteKeyHandler(key *routesig.Key, log logr.Logger) toolscache.ResourceEven
 	})
 }
 
-// Register adds the event handlers that keep reg, ready and key current.
-func Register(ctx context.Context, c cache.Cache, reg *registry.Registry, ready *readiness.Cache, key toolscache.ResourceEventHandler) error {
-	for _, w := range []struct {
-		obj client.Object
-		h   interface {
-			OnAdd(any, bool)
-			OnUpdate(any, any)
-			OnDelete(any)
+// eventHandler calls upsert for added and updated objects of type T and remove for deleted
+// ones, including those the informer only saw as a tombstone. It is the one adapter from
+// informers to the resolver's caches, which stay plain types that tests and the bench feed
+// directly.
+func eventHandler[T any](upsert, remove func(T)) toolscache.ResourceEventHandler {
+	on := func(obj any, deleted bool) {
+		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj, deleted = d.Obj, true
 		}
-	}{
-		{&v1alpha1.ElastiService{}, reg.ElastiServiceHandler()},
-		{&corev1.Service{}, reg.ServiceHandler()},
-		{&discoveryv1.EndpointSlice{}, ready.Handler()},
-		{&corev1.Secret{}, key},
-	} {
-		inf, err := c.GetInformer(ctx, w.obj)
-		if err != nil {
-			return fmt.Errorf("informer for %T: %w", w.obj, err)
+		o, ok := obj.(T)
+		if !ok {
+			return
 		}
-		if _, err := inf.AddEventHandler(w.h); err != nil {
-			return fmt.Errorf("event handler for %T: %w", w.obj, err)
+		if deleted {
+			remove(o)
+			return
 		}
+		upsert(o)
 	}
-	return nil
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { on(obj, false) },
+		UpdateFunc: func(_, obj any) { on(obj, false) },
+		DeleteFunc: func(obj any) { on(obj, true) },
+	}
 }

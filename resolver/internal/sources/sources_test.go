@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,7 +85,7 @@ func holdOne(backend types.NamespacedName) <-chan error {
 	held := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := thr.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
+		_, err := resolver.Throttler.Wait(context.Background(), backend, 10, time.Minute, func() { close(held) })
 		done <- err
 	}()
 	Eventually(held).Should(BeClosed())
@@ -95,9 +96,9 @@ var _ = Describe("registry from ElastiServices and private Services", func() {
 	It("finds targets by key and host, with the private Service's ports", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		Expect(k8s.Create(ctx, newElastiService(ns, "web-es", "web"))).To(Succeed())
-		Eventually(func() bool { _, ok := reg.ByKey(ns, "web-es"); return ok }).Should(BeTrue())
+		Eventually(func() bool { _, ok := resolver.Registry.ByKey(ns, "web-es"); return ok }).Should(BeTrue())
 
-		t, port, err := reg.ByHost("web." + ns + ".svc.cluster.local:8080")
+		t, port, err := resolver.Registry.ByHost("web." + ns + ".svc.cluster.local:8080")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(t.Key()).To(Equal(ns + "/web-es"))
 		Expect(port).To(Equal(int32(8080)))
@@ -107,7 +108,7 @@ var _ = Describe("registry from ElastiServices and private Services", func() {
 		Expect(k8s.Create(ctx, privateService(ns, "other", false, 1))).To(Succeed())
 		Expect(k8s.Create(ctx, privateService(ns, "web", true, 80, 9090))).To(Succeed())
 		Eventually(func() []registry.Port {
-			t, _ := reg.ByKey(ns, "web-es")
+			t, _ := resolver.Registry.ByKey(ns, "web-es")
 			return t.Ports
 		}).Should(Equal([]registry.Port{{Name: "http", Port: 80, TargetPort: 1080}, {Name: "grpc", Port: 9090, TargetPort: 10090}}))
 	})
@@ -115,10 +116,10 @@ var _ = Describe("registry from ElastiServices and private Services", func() {
 	It("says a bare Service name in two namespaces is ambiguous", func(ctx SpecContext) {
 		a, b := newNamespace(ctx), newNamespace(ctx)
 		Expect(k8s.Create(ctx, newElastiService(a, "dup", "twin"))).To(Succeed())
-		Eventually(func() error { _, _, err := reg.ByHost("twin"); return err }).Should(Succeed())
+		Eventually(func() error { _, _, err := resolver.Registry.ByHost("twin"); return err }).Should(Succeed())
 		Expect(k8s.Create(ctx, newElastiService(b, "dup", "twin"))).To(Succeed())
-		Eventually(func() error { _, _, err := reg.ByHost("twin"); return err }).Should(MatchError(registry.ErrAmbiguous))
-		t, _, err := reg.ByHost("twin." + b)
+		Eventually(func() error { _, _, err := resolver.Registry.ByHost("twin"); return err }).Should(MatchError(registry.ErrAmbiguous))
+		t, _, err := resolver.Registry.ByHost("twin." + b)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(t.Namespace).To(Equal(b))
 	})
@@ -131,31 +132,31 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		s := slice(ns, "api", false)
 		Expect(k8s.Create(ctx, s)).To(Succeed())
 		// The not-ready slice arrives; nothing is ready.
-		Eventually(func() bool { _, ok := ready.Pick(backend, "http"); return ok }).Should(BeFalse())
-		Consistently(func() bool { return ready.Ready(backend) }, "200ms").Should(BeFalse())
+		Eventually(func() bool { _, ok := resolver.Readiness.Pick(backend, "http"); return ok }).Should(BeFalse())
+		Consistently(func() bool { return resolver.Readiness.Ready(backend) }, "200ms").Should(BeFalse())
 
 		done := holdOne(backend)
 
 		s.Endpoints[0].Conditions.Ready = ptr.To(true)
 		Expect(k8s.Update(ctx, s)).To(Succeed())
 		Eventually(done).Should(Receive(BeNil()))
-		addr, ok := ready.Pick(backend, "http")
+		addr, ok := resolver.Readiness.Pick(backend, "http")
 		Expect(ok).To(BeTrue())
 		Expect(addr).To(Equal("10.1.2.3:9080"))
 
 		s.Endpoints[0].Conditions.Ready = ptr.To(false)
 		Expect(k8s.Update(ctx, s)).To(Succeed())
-		Eventually(func() bool { return thr.Ready(backend) }).Should(BeFalse())
+		Eventually(func() bool { return resolver.Throttler.Ready(backend) }).Should(BeFalse())
 
 		Expect(k8s.Delete(ctx, s)).To(Succeed())
-		Eventually(func() bool { return ready.Ready(backend) }).Should(BeFalse())
+		Eventually(func() bool { return resolver.Readiness.Ready(backend) }).Should(BeFalse())
 	})
 
 	It("releases held requests when their ElastiService is deleted", func(ctx SpecContext) {
 		ns := newNamespace(ctx)
 		es := newElastiService(ns, "gone-es", "gone")
 		Expect(k8s.Create(ctx, es)).To(Succeed())
-		Eventually(func() bool { _, ok := reg.ByKey(ns, "gone-es"); return ok }).Should(BeTrue())
+		Eventually(func() bool { _, ok := resolver.Registry.ByKey(ns, "gone-es"); return ok }).Should(BeTrue())
 		backend := types.NamespacedName{Namespace: ns, Name: names.PrivateService("gone")}
 		done := holdOne(backend)
 		Expect(k8s.Delete(ctx, es)).To(Succeed())
@@ -163,7 +164,7 @@ var _ = Describe("readiness from EndpointSlices", func() {
 		Eventually(done).Should(Receive(&err))
 		Expect(errors.Is(err, throttler.ErrGone)).To(BeTrue())
 		// What is left is a tombstone, which sends late requests to the public Service.
-		g, ok := reg.ByKey(ns, "gone-es")
+		g, ok := resolver.Registry.ByKey(ns, "gone-es")
 		Expect(ok).To(BeTrue())
 		Expect(g.Gone).To(BeTrue())
 	})
@@ -180,22 +181,33 @@ var _ = Describe("route key from its Secret", func() {
 		// A Secret of another name, even with the right data, is not the route key.
 		decoy := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keyNamespace, Name: "decoy"}, Data: map[string][]byte{routesig.SecretKey: key}}
 		Expect(k8s.Create(ctx, decoy)).To(Succeed())
-		Consistently(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(time.Second).Should(BeFalse())
+		Consistently(func() bool { return resolver.RouteKey.Verify("shop/app", "", "", sig) }).WithTimeout(time.Second).Should(BeFalse())
 
 		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keyNamespace, Name: routesig.DefaultSecretName},
 			Data: map[string][]byte{routesig.SecretKey: key}}
 		Expect(k8s.Create(ctx, secret)).To(Succeed())
-		Eventually(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
+		Eventually(func() bool { return resolver.RouteKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
 
 		// A key too short to be safe is refused, and nothing is believed meanwhile.
 		secret.Data[routesig.SecretKey] = []byte("short")
 		Expect(k8s.Update(ctx, secret)).To(Succeed())
-		Eventually(func() *routesig.Signer { return routeKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
+		Eventually(func() *routesig.Signer { return resolver.RouteKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
 
 		secret.Data[routesig.SecretKey] = key
 		Expect(k8s.Update(ctx, secret)).To(Succeed())
-		Eventually(func() bool { return routeKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
+		Eventually(func() bool { return resolver.RouteKey.Verify("shop/app", "", "", sig) }).WithTimeout(10 * time.Second).Should(BeTrue())
 		Expect(k8s.Delete(ctx, secret)).To(Succeed())
-		Eventually(func() *routesig.Signer { return routeKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
+		Eventually(func() *routesig.Signer { return resolver.RouteKey.Signer() }).WithTimeout(10 * time.Second).Should(BeNil())
+	})
+})
+
+var _ = Describe("AuthorizationPolicies", func() {
+	It("keeps the store the chain checks callers against current", func(ctx SpecContext) {
+		ns := newNamespace(ctx)
+		ap := &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "frontend-only"}}
+		Expect(k8s.Create(ctx, ap)).To(Succeed())
+		Eventually(func() bool { _, ok := resolver.Policies.Policy(ns + "/frontend-only"); return ok }).Should(BeTrue())
+		Expect(k8s.Delete(ctx, ap)).To(Succeed())
+		Eventually(func() bool { _, ok := resolver.Policies.Policy(ns + "/frontend-only"); return ok }).Should(BeFalse())
 	})
 })

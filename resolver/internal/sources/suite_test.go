@@ -5,10 +5,11 @@ package sources_test
 import (
 	"context"
 	"testing"
+	"time"
 
-	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -22,20 +23,16 @@ import (
 	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
-	"github.com/elasti-dev/elasti/resolver/internal/readiness"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
-	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
 var (
 	env      *envtest.Environment
 	k8s      client.Client
-	reg      *registry.Registry
-	ready    *readiness.Cache
-	thr      *throttler.Throttler
-	routeKey *routesig.Key
+	resolver *resolvertest.Resolver
 	cancel   context.CancelFunc
 )
 
@@ -57,6 +54,7 @@ var _ = BeforeSuite(func() {
 	scheme := runtime.NewScheme()
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
+	Expect(securityv1.AddToScheme(scheme)).To(Succeed())
 	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
@@ -69,13 +67,13 @@ var _ = BeforeSuite(func() {
 		HealthProbeBindAddress: "0",
 	})
 	Expect(err).NotTo(HaveOccurred())
-	// A deleted target's waiters are released, as the resolver's main does.
-	r := resolvertest.New(resolvertest.Options{MaxTotal: 1000, ReleaseDeleted: true})
-	reg, ready, thr = r.Registry, r.Ready, r.Throttler
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
-	routeKey = &routesig.Key{}
-	Expect(sources.Register(ctx, mgr.GetCache(), reg, ready, sources.RouteKeyHandler(routeKey, logr.Discard()))).To(Succeed())
+	// resolvertest's stand-in Waker: this suite runs no controller.
+	resolver = resolvertest.New(app.Options{
+		MaxPending: 10, MaxPendingTotal: 1000, HoldTimeout: time.Minute, DeletedGrace: registry.DefaultGrace,
+	})
+	Expect(resolver.Watch(ctx, mgr.GetCache(), mgr.GetRESTMapper())).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

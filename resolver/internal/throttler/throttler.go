@@ -75,25 +75,29 @@ type Throttler struct {
 	drainOnce sync.Once
 }
 
-// New returns a Throttler that holds at most maxTotal requests across all backends, and as many
-// for the backends of one namespace unless SetNamespaceShare says fewer.
-func New(src Source, maxTotal int) *Throttler {
-	return &Throttler{src: src, maxTotal: int64(maxTotal), maxNS: int64(maxTotal), draining: make(chan struct{})}
+// Options bound what a Throttler holds.
+type Options struct {
+	// MaxTotal is how many requests it holds across all backends.
+	MaxTotal int
+	// NamespaceShare is how many it holds for the backends of one namespace; 0, or more than
+	// MaxTotal, means MaxTotal.
+	NamespaceShare int
+}
+
+// New returns a Throttler whose gates follow src; whatever changes src calls Changed, as the
+// readiness cache does for its Listener.
+func New(src Source, o Options) *Throttler {
+	share := o.NamespaceShare
+	if share <= 0 || share > o.MaxTotal {
+		share = o.MaxTotal
+	}
+	return &Throttler{src: src, maxTotal: int64(o.MaxTotal), maxNS: int64(share), draining: make(chan struct{})}
 }
 
 // Drain releases every waiter with ErrDraining and refuses new holds with it, for a resolver
 // whose drain timeout ran out: an answer now beats a connection cut by the exit. Ready
 // backends still pass.
 func (t *Throttler) Drain() { t.drainOnce.Do(func() { close(t.draining) }) }
-
-// SetNamespaceShare bounds the requests held for the backends of one namespace; call it before
-// the first Wait. Values above the global bound, or 0, mean the global bound.
-func (t *Throttler) SetNamespaceShare(n int) {
-	if n <= 0 || int64(n) > t.maxTotal {
-		n = int(t.maxTotal)
-	}
-	t.maxNS = int64(n)
-}
 
 func (t *Throttler) namespace(ns string) *atomic.Int64 {
 	if v, ok := t.perNS.Load(ns); ok {

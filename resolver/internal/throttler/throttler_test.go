@@ -37,7 +37,7 @@ var (
 
 func newThrottler(total int) (*Throttler, *source) {
 	s := &source{ready: map[types.NamespacedName]bool{}}
-	return New(s, total), s
+	return New(s, Options{MaxTotal: total}), s
 }
 
 // waitHeld returns once n requests wait for k.
@@ -119,8 +119,7 @@ func TestBounds(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			th, _ := newThrottler(tc.total)
-			th.SetNamespaceShare(tc.share)
+			th := New(&source{ready: map[types.NamespacedName]bool{}}, Options{MaxTotal: tc.total, NamespaceShare: tc.share})
 			ctx, cancel := context.WithCancel(context.Background())
 			holds := make(chan struct{}, tc.holdA+tc.holdB)
 			var wg sync.WaitGroup
@@ -240,7 +239,7 @@ func (s *stallingSource) Ready(k types.NamespacedName) bool {
 func TestRacingChangesConverge(t *testing.T) {
 	s := &stallingSource{source: source{ready: map[types.NamespacedName]bool{a: true}},
 		read: make(chan struct{}), resume: make(chan struct{})}
-	th := New(s, 10)
+	th := New(s, Options{MaxTotal: 10})
 	if !th.Ready(a) {
 		t.Fatal("entry not ready while the source is")
 	}

@@ -1,4 +1,4 @@
-package handler
+package app_test
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
-	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 )
 
 // Once the drain timeout runs out (the throttler drains), every request still held is answered
@@ -37,8 +36,8 @@ func TestDrainAnswersHeldRequests(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, "ok")
 	}))
-	m := metrics.New()
-	h := newHarnessWith(t, backend, proxy.Options{}, func(c *Config) { c.Metrics = m })
+	h := newHarness(t, backend)
+	m := h.Metrics
 	get := func(path string) <-chan string {
 		got := make(chan string, 1)
 		go func() {

@@ -1,4 +1,4 @@
-package handler
+package app_test
 
 import (
 	"bufio"
@@ -25,12 +25,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/elasti-dev/elasti/resolver/internal/metrics"
-	"github.com/elasti-dev/elasti/resolver/internal/proxy"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
+	"github.com/elasti-dev/elasti/resolver/internal/handler"
+	"github.com/elasti-dev/elasti/resolver/internal/registry"
 	"github.com/elasti-dev/elasti/resolver/internal/resolvertest"
 )
 
-// harness runs the real chain behind a real loopback listener, in pods mode, in front of one
+// harness runs the resolver behind a real loopback listener, in pods mode, in front of one
 // backend; the test plays the cluster by writing EndpointSlices into the readiness cache.
 type harness struct {
 	*resolvertest.Resolver
@@ -46,34 +47,39 @@ type countWaker struct{ held, active atomic.Int32 }
 
 func (w *countWaker) Held(types.NamespacedName, func() bool) { w.held.Add(1) }
 func (w *countWaker) Active(types.NamespacedName)            { w.active.Add(1) }
+func (w *countWaker) Forget(types.NamespacedName)            {}
 
 // newHarness starts the resolver for a backend listening on backend (host:port).
 func newHarness(t *testing.T, backend string) *harness {
 	t.Helper()
-	return newHarnessWith(t, backend, proxy.Options{})
+	return newHarnessWith(t, backend)
 }
 
-// newHarnessWith starts the resolver with proxy options, and each edit applied to the chain's
-// Config.
-func newHarnessWith(t *testing.T, backend string, opts proxy.Options, edits ...func(*Config)) *harness {
+// harnessOptions are the options of every harness: shop/app's requests held in pods mode.
+func harnessOptions() app.Options {
+	return app.Options{
+		MaxPending: 10000, MaxPendingTotal: 50000,
+		HoldTimeout: time.Minute, MaxHeldBody: 64 << 10, DeletedGrace: registry.DefaultGrace,
+	}
+}
+
+// newHarnessWith starts the resolver with each edit applied to harnessOptions, for
+// ElastiService shop/app, whose private Service has port 80.
+func newHarnessWith(t *testing.T, backend string, edits ...func(*app.Options)) *harness {
 	t.Helper()
-	r := resolvertest.New(resolvertest.Options{MaxTotal: 50000})
-	h := &harness{Resolver: r, backend: backend, waker: &countWaker{},
-		key: r.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})}
-	cfg := Config{
-		Proxy: proxy.New(opts), Targets: r.Registry, Throttler: r.Throttler, Waker: h.waker, Endpoints: r.Ready,
-		Upstream: UpstreamPods, Domain: resolvertest.Domain, MaxPending: 10000, HoldTimeout: time.Minute, Metrics: metrics.New(),
-		MaxHeldBody: 64 << 10,
-	}
+	h := &harness{backend: backend, waker: &countWaker{}}
+	o := harnessOptions()
+	o.Waker = h.waker
 	for _, edit := range edits {
-		edit(&cfg)
+		edit(&o)
 	}
-	chain := Build(cfg)
+	h.Resolver = resolvertest.New(o)
+	h.key = h.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv = NewServer("", chain, time.Minute)
+	h.srv = handler.NewServer("", h.Handler, time.Minute)
 	go func() { _ = h.srv.Serve(ln) }()
 	t.Cleanup(func() { _ = h.srv.Close() })
 	h.addr = ln.Addr().String()
@@ -106,7 +112,7 @@ func serveHTTP(t *testing.T, hd http.Handler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer("", hd, time.Minute)
+	srv := handler.NewServer("", hd, time.Minute)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
@@ -522,7 +528,7 @@ func TestWakeBurstBoundedPerUpstream(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // long enough that the burst overlaps at the backend
 		_, _ = io.WriteString(w, "ok")
 	}))
-	h := newHarnessWith(t, backend, proxy.Options{MaxConnsPerHost: bound})
+	h := newHarnessWith(t, backend, func(o *app.Options) { o.Proxy.MaxConnsPerHost = bound })
 	errs := make(chan error, n)
 	for i := range n {
 		go func() {

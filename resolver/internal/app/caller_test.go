@@ -1,4 +1,4 @@
-package handler
+package app_test
 
 import (
 	"bufio"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elasti-dev/elasti/resolver/internal/proxy"
+	"github.com/elasti-dev/elasti/resolver/internal/app"
 )
 
 // rawRequest opens a connection to the resolver and writes head and then body, as a caller
@@ -133,9 +133,10 @@ func TestSlowBodyDoesNotBlockTheTarget(t *testing.T) {
 				_, _ = io.Copy(io.Discard, r.Body)
 				_, _ = io.WriteString(w, "ok")
 			}))
-			h := newHarnessWith(t, backend, proxy.Options{MaxConnsPerHost: 1}, func(c *Config) {
-				c.MinBodyRate, c.BodyGrace = 1024, 300*time.Millisecond
-				c.HoldTimeout = 2 * time.Second
+			h := newHarnessWith(t, backend, func(o *app.Options) {
+				o.Proxy.MaxConnsPerHost = 1
+				o.MinBodyRate, o.BodyGrace = 1024, 300*time.Millisecond
+				o.HoldTimeout = 2 * time.Second
 			})
 			if !held {
 				h.setReady(true)
