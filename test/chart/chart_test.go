@@ -106,10 +106,6 @@ func TestDefaults(t *testing.T) {
 	if v, _, _ := unstructured.NestedString(res.Object, "spec", "template", "metadata", "annotations", "sidecar.istio.io/inject"); v != "true" {
 		t.Errorf("resolver sidecar injection = %q, want true", v)
 	}
-	svc := find(objs, "Service", "elasti-resolver")
-	if svc.GetLabels()["elasti.dev/component"] != "resolver" {
-		t.Errorf("resolver Service lacks elasti.dev/component=resolver, which the controller watches its slices by")
-	}
 	ctrlArgs := args(t, find(objs, "Deployment", "elasti-controller"))
 	for _, want := range []string{"--resolver-service=elasti-system/elasti-resolver", "--istio-root-namespace=istio-system", "--activity-users=system:serviceaccount:elasti-system:elasti-resolver", "--leader-elect=true"} {
 		if !slices.Contains(ctrlArgs, want) {

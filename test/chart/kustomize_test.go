@@ -169,11 +169,11 @@ func TestKustomizeMatchesChart(t *testing.T) {
 			t.Errorf("%s %s %v: config/ differs from the chart (-chart +config):\n%s", c.kind, c.name, c.path, diff)
 		}
 	}
-	// The labels the controller and ServiceMonitors select the resolver's Service by.
-	for _, l := range []string{"elasti.dev/component", "app.kubernetes.io/component"} {
-		if kv, hv := find(k, "Service", "elasti-resolver").GetLabels()[l], find(h, "Service", "elasti-resolver").GetLabels()[l]; kv != hv || kv == "" {
-			t.Errorf("resolver Service label %s: config/ %q, chart %q", l, kv, hv)
-		}
+	// The label ServiceMonitors select the resolver's Service by; the controller finds its
+	// slices by kubernetes.io/service-name, which needs no label of ours.
+	const l = "app.kubernetes.io/component"
+	if kv, hv := find(k, "Service", "elasti-resolver").GetLabels()[l], find(h, "Service", "elasti-resolver").GetLabels()[l]; kv != hv || kv == "" {
+		t.Errorf("resolver Service label %s: config/ %q, chart %q", l, kv, hv)
 	}
 }
 
