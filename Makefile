@@ -79,11 +79,11 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned) on every build tag, and on 
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
-	$(CONTROLLER_GEN) object paths=./controller/api/...
+	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary from markers.
-	$(CONTROLLER_GEN) crd paths=./controller/api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=elasti-controller paths=./controller/... output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=elasti-resolver paths=./resolver/... output:rbac:artifacts:config=config/rbac/resolver
 	mkdir -p charts/elasti/crds charts/elasti/files && cp config/crd/bases/*.yaml charts/elasti/crds/
@@ -93,10 +93,10 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and one RBAC role per binary fr
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if a generated file changed, or go.mod is not tidy.
 	$(GO) mod tidy -diff
-	@git diff --exit-code -- config charts/elasti/crds charts/elasti/files controller/api || \
+	@git diff --exit-code -- config charts/elasti/crds charts/elasti/files api || \
 		{ echo "generated files are stale: run 'make generate manifests' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain --untracked-files=all -- config charts/elasti/crds charts/elasti/files controller/api)" || \
-		{ git status --porcelain -- config charts/elasti/crds charts/elasti/files controller/api; echo "untracked generated files"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- config charts/elasti/crds charts/elasti/files api)" || \
+		{ git status --porcelain -- config charts/elasti/crds charts/elasti/files api; echo "untracked generated files"; exit 1; }
 
 ##@ Build
 

@@ -33,7 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
 	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/test/localcluster"

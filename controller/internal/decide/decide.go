@@ -23,7 +23,7 @@ package decide
 import (
 	"time"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/wake"
 )
 

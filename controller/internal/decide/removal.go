@@ -3,7 +3,7 @@ package decide
 import (
 	"time"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 // FinalizeWait bounds how long a deletion keeps callers on the resolver while the target wakes.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 func TestRemoval(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
 	"github.com/elasti-dev/elasti/controller/internal/routes"
 	"github.com/elasti-dev/elasti/internal/names"

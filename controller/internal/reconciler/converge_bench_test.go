@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 // promServer answers /api/v1/query: an instant comparison (the "is it active now" question) with

@@ -42,7 +42,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
-	"github.com/elasti-dev/elasti/controller/api/v1alpha1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/endpoints"
 	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
 	"github.com/elasti-dev/elasti/internal/testsupport/workload"
