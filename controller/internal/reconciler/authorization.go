@@ -63,12 +63,14 @@ func (r *Reconciler) authorizationFor(ctx context.Context, es *v1alpha1.ElastiSe
 			candidates = append(candidates, p)
 		}
 	}
-	labels, complete := public.Spec.Selector, false
+	labels, complete, looked := public.Spec.Selector, false, false
 	unsure := map[*securityv1.AuthorizationPolicy]bool{}
 	var applying []*securityv1.AuthorizationPolicy
 	for _, p := range candidates {
 		applies, sure := authz.Applies(p, root, es.Namespace, labels, complete)
-		if applies && !sure && !complete {
+		if applies && !sure && !looked {
+			// One read of the template per pass, whatever it finds.
+			looked = true
 			if tl, ok := r.templateLabels(ctx, es); ok {
 				labels, complete = tl, true
 				applies, sure = authz.Applies(p, root, es.Namespace, labels, complete)
