@@ -112,7 +112,7 @@ const (
 	ReasonScaleFailed = "ScaleFailed"
 )
 
-// Key returns "namespace/name", the form HeaderTarget and the wake signal use.
+// Key returns "namespace/name", the form HeaderTarget and the activity signal use.
 func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 
 // LabelComponent says which part of elasti an object is. The EndpointSlice controller copies it

@@ -44,7 +44,7 @@ import (
 	"github.com/elasti-dev/elasti/internal/namespaces"
 	"github.com/elasti-dev/elasti/internal/routesig"
 	"github.com/elasti-dev/elasti/internal/version"
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 func main() {
@@ -85,7 +85,7 @@ func run() error {
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
-	flag.StringVar(&o.activityAddr, "activity-bind-address", fmt.Sprintf(":%d", wake.DefaultPort), "Address where the resolver's activity signals arrive.")
+	flag.StringVar(&o.activityAddr, "activity-bind-address", fmt.Sprintf(":%d", activityv1.DefaultPort), "Address where the resolver's activity signals arrive.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one replica acts.")
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; the pod's namespace when empty.")
 	// client-go's defaults (15s/10s/2s) leave held requests waiting about 20 s after a leader

@@ -39,7 +39,7 @@ import (
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 )
 
@@ -157,12 +157,12 @@ func apiServer(t *testing.T) (*rest.Config, client.Client, string) {
 	return cfg, k8s, kubeconfig
 }
 
-// fakeController accepts the resolver's wake signals and passes them on; it returns its URL.
-func fakeController(t *testing.T) (string, <-chan wake.Signal) {
+// fakeController accepts the resolver's activity signals and passes them on; it returns its URL.
+func fakeController(t *testing.T) (string, <-chan activityv1.Signal) {
 	t.Helper()
-	signals := make(chan wake.Signal, 100)
+	signals := make(chan activityv1.Signal, 100)
 	ctl := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var s wake.Signal
+		var s activityv1.Signal
 		_ = json.NewDecoder(r.Body).Decode(&s)
 		signals <- s
 		w.WriteHeader(http.StatusAccepted)
@@ -301,11 +301,11 @@ func TestBinary(t *testing.T) {
 	got := send(listen, "web."+ns+".svc.cluster.local", "/held")
 	select {
 	case s := <-signals:
-		if want := (wake.Signal{Namespace: ns, Name: "web-es", Held: true}); s != want {
+		if want := (activityv1.Signal{Namespace: ns, Name: "web-es", Held: true}); s != want {
 			t.Errorf("first signal = %+v, want %+v", s, want)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("no wake signal reached the controller")
+		t.Fatal("no activity signal reached the controller")
 	}
 	// Deleting the ElastiService releases its held request at once.
 	if err := k8s.Delete(ctx, es); err != nil {
@@ -465,7 +465,7 @@ func TestDrainTimeoutAnswers503(t *testing.T) {
 	select {
 	case <-signals: // held
 	case <-time.After(30 * time.Second):
-		t.Fatal("no wake signal reached the controller")
+		t.Fatal("no activity signal reached the controller")
 	}
 	sent := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

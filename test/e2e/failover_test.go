@@ -108,7 +108,7 @@ func killContainer(pod *corev1.Pod, container string) {
 }
 
 // The controller is no single point of failure: with two replicas, requests held at zero while
-// the leader goes are answered once the standby takes the Lease and the resolver's wake signal
+// the leader goes are answered once the standby takes the Lease and the resolver's activity signal
 // reaches it. The leader goes first and the burst follows at once, so that the requests are
 // held while no replica leads: a leader still alive when they came would wake the target
 // itself. After a crash that is certain, and checked; after a deletion the old process may

@@ -30,7 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 // Store keeps the last activity per ElastiService. It is the leader's memory; the reconciler
@@ -74,7 +74,7 @@ const (
 	// Authenticated tokens may send signals.
 	Authenticated Verdict = "authenticated"
 	// RejectedToken was refused without a TokenReview: it is not a JWT, is not for
-	// wake.Audience, has expired, is for a user not allowed, or was refused moments ago.
+	// activityv1.Audience, has expired, is for a user not allowed, or was refused moments ago.
 	RejectedToken Verdict = "rejected_token"
 	// Unauthorized was refused by the TokenReview.
 	Unauthorized Verdict = "unauthorized"
@@ -114,9 +114,9 @@ const (
 	maxSources = 1024
 )
 
-// TokenReviewer accepts service account tokens minted for wake.Audience whose user is in Users.
+// TokenReviewer accepts service account tokens minted for activityv1.Audience whose user is in Users.
 // It refuses a token that cannot be one without asking anybody: the token is read as a JWT,
-// trusting nothing in it, and must name wake.Audience, an allowed user (and Issuer, when set),
+// trusting nothing in it, and must name activityv1.Audience, an allowed user (and Issuer, when set),
 // and expire in the future. Only then does the API server review it with a TokenReview, at
 // most Rate per second and Burst at once per source address. Answers are cached by the token's
 // SHA-256: an accepted token for AcceptedTTL, a refused one for RefusedTTL.
@@ -184,12 +184,12 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 		return RateLimited, wait, nil
 	}
 
-	tr, err := r.Reviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{wake.Audience}}},
+	tr, err := r.Reviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{activityv1.Audience}}},
 		metav1.CreateOptions{})
 	if err != nil {
 		return "", 0, fmt.Errorf("creating a TokenReview: %w", err)
 	}
-	if !tr.Status.Authenticated || !slices.Contains(tr.Status.Audiences, wake.Audience) ||
+	if !tr.Status.Authenticated || !slices.Contains(tr.Status.Audiences, activityv1.Audience) ||
 		!slices.Contains(r.Users, tr.Status.User.Username) {
 		r.refuse(sum, now)
 		return Unauthorized, 0, nil
@@ -213,8 +213,8 @@ func (r *TokenReviewer) refuse(sum [32]byte, now time.Time) {
 // check tells why claims cannot be those of a token this reviewer would accept.
 func (r *TokenReviewer) check(c *claims, now time.Time) error {
 	switch {
-	case !slices.Contains(c.Audience, wake.Audience):
-		return fmt.Errorf("audience %q lacks %s", c.Audience, wake.Audience)
+	case !slices.Contains(c.Audience, activityv1.Audience):
+		return fmt.Errorf("audience %q lacks %s", c.Audience, activityv1.Audience)
 	case c.Expiry == nil:
 		return errors.New("no expiry")
 	case !now.Before(c.expiry().Add(expiryLeeway)):
@@ -378,7 +378,7 @@ var signals = prometheus.NewCounterVec(prometheus.CounterOpts{
 // Collectors returns the package's metrics, for registration.
 func Collectors() []prometheus.Collector { return []prometheus.Collector{signals} }
 
-// Handler serves wake.Path.
+// Handler serves activityv1.Path.
 type Handler struct {
 	Store *Store
 	// Auth checks the caller; nil accepts everyone (for tests and clusters that restrict the
@@ -435,7 +435,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var sig wake.Signal
+	var sig activityv1.Signal
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&sig); err != nil {
 		signals.WithLabelValues("invalid").Inc()
 		http.Error(w, "body must be a JSON activity signal", http.StatusBadRequest)
@@ -477,7 +477,7 @@ type Server struct {
 // Start implements manager.Runnable.
 func (s *Server) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
-	mux.Handle(wake.Path, s.Handler)
+	mux.Handle(activityv1.Path, s.Handler)
 	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

@@ -22,7 +22,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 type tokenSet map[string]bool
@@ -59,7 +59,7 @@ func TestHandler(t *testing.T) {
 			store := NewStore()
 			h := &Handler{Store: store, Auth: tokenSet{"good": true}, Elected: tc.elected, Events: events,
 				Log: logr.Discard(), Now: func() time.Time { return now }}
-			req := httptest.NewRequest(tc.method, wake.Path, strings.NewReader(tc.body))
+			req := httptest.NewRequest(tc.method, activityv1.Path, strings.NewReader(tc.body))
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
@@ -109,7 +109,7 @@ func TestStoreKeepsLatest(t *testing.T) {
 const resolverUser = "system:serviceaccount:elasti-system:elasti-resolver"
 
 // fakeReviews is the API server's TokenReview: it authenticates the tokens in users, for
-// wake.Audience, and counts the reviews.
+// activityv1.Audience, and counts the reviews.
 type fakeReviews struct {
 	mu    sync.Mutex
 	n     int
@@ -121,7 +121,7 @@ func (f *fakeReviews) Create(_ context.Context, tr *authnv1.TokenReview, _ metav
 	defer f.mu.Unlock()
 	f.n++
 	out := tr.DeepCopy()
-	if u, ok := f.users[tr.Spec.Token]; ok && slices.Equal(tr.Spec.Audiences, []string{wake.Audience}) {
+	if u, ok := f.users[tr.Spec.Token]; ok && slices.Equal(tr.Spec.Audiences, []string{activityv1.Audience}) {
 		out.Status = authnv1.TokenReviewStatus{Authenticated: true, Audiences: tr.Spec.Audiences, User: authnv1.UserInfo{Username: u}}
 	}
 	return out, nil
@@ -163,7 +163,7 @@ func newReviewFixture(elected bool) *reviewFixture {
 
 // post sends one signal with token from source and returns the response.
 func (f *reviewFixture) post(token, source string) *httptest.ResponseRecorder {
-	req := httptest.NewRequest(http.MethodPost, wake.Path, strings.NewReader(`{"namespace":"shop","name":"target"}`))
+	req := httptest.NewRequest(http.MethodPost, activityv1.Path, strings.NewReader(`{"namespace":"shop","name":"target"}`))
 	req.RemoteAddr = source + ":40000"
 	req.Header.Set("Authorization", "Bearer "+token)
 	rec := httptest.NewRecorder()
@@ -174,7 +174,7 @@ func (f *reviewFixture) post(token, source string) *httptest.ResponseRecorder {
 // token is an unsigned JWT with the resolver's claims, for an hour from the fixture's time,
 // changed by edit.
 func (f *reviewFixture) token(edit func(c map[string]any)) string {
-	c := map[string]any{"aud": []string{wake.Audience}, "sub": resolverUser, "iss": "https://kubernetes.default.svc",
+	c := map[string]any{"aud": []string{activityv1.Audience}, "sub": resolverUser, "iss": "https://kubernetes.default.svc",
 		"exp": f.clock.Now().Add(time.Hour).Unix()}
 	if edit != nil {
 		edit(c)

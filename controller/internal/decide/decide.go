@@ -24,16 +24,16 @@ import (
 	"time"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 // HeldSilence is how long the controller must have heard no activity signal before it takes
 // it that the resolver holds no request for the target. The controller cannot ask; but the
-// resolver repeats its held signal every wake.Interval for as long as it holds one (each call
+// resolver repeats its held signal every activityv1.Interval for as long as it holds one (each call
 // bounded by a 2 s timeout), and every signal is activity. So silence for a few intervals means
 // nothing is held, or that the controller cannot hear the resolver, and then nothing better is
 // known. It matters only where the cooldown is shorter.
-const HeldSilence = 5 * wake.Interval
+const HeldSilence = 5 * activityv1.Interval
 
 // Scale is what to do with the target's replica count.
 type Scale int

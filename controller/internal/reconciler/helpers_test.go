@@ -27,7 +27,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/internal/testsupport/workload"
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 func objMeta(name, namespace string) metav1.ObjectMeta {
@@ -196,8 +196,8 @@ func signal(ns, name string) {
 	close(elected)
 	srv := httptest.NewServer(&activity.Handler{Store: store, Elected: elected, Events: events})
 	defer srv.Close()
-	body, _ := json.Marshal(wake.Signal{Namespace: ns, Name: name, Held: true})
-	resp, err := http.Post(srv.URL+wake.Path, "application/json", bytes.NewReader(body))
+	body, _ := json.Marshal(activityv1.Signal{Namespace: ns, Name: name, Held: true})
+	resp, err := http.Post(srv.URL+activityv1.Path, "application/json", bytes.NewReader(body))
 	Expect(err).NotTo(HaveOccurred())
 	Expect(resp.Body.Close()).To(Succeed())
 	Expect(resp.StatusCode).To(Equal(http.StatusAccepted))

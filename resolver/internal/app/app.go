@@ -17,7 +17,7 @@ import (
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/signal"
+	"github.com/elasti-dev/elasti/resolver/internal/activity"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
@@ -51,21 +51,21 @@ type Options struct {
 	// Proxy configures the reverse proxy. New counts its upstream errors, after Proxy.OnError,
 	// and logs through Log when Proxy.Log is unset.
 	Proxy proxy.Options
-	// Wake configures the activity client to the controller; New sets its Signals and, when
-	// unset, its Log. Unused when Waker is set.
-	Wake signal.Options
-	// Waker, if set, stands in for the activity client: the tests and the bench have no
-	// controller to wake.
-	Waker Waker
+	// Activity configures the activity client to the controller; New sets its Signals and,
+	// when unset, its Log. Unused when ActivityClient is set.
+	Activity activity.Options
+	// ActivityClient, if set, stands in for the activity client: the tests and the bench have
+	// no controller to wake.
+	ActivityClient ActivityClient
 	// Metrics, if nil, are new ones; register Resolver.Metrics.Collectors to expose them.
 	Metrics *metrics.Metrics
 	Log     logr.Logger
 }
 
-// Waker is the activity client as the resolver uses it: the chain's wake signals, and Forget
-// for a target that is gone.
-type Waker interface {
-	handler.Waker
+// ActivityClient is the activity client as the resolver uses it: the chain's signals, and
+// Forget for a target that is gone.
+type ActivityClient interface {
+	handler.Activity
 	Forget(key types.NamespacedName)
 }
 
@@ -96,16 +96,16 @@ func New(ctx context.Context, o Options) *Resolver {
 	// event or request can arrive.
 	r.Throttler = throttler.New(readinessOf{r}, throttler.Options{MaxTotal: o.MaxPendingTotal, NamespaceShare: o.MaxPendingPerNamespace})
 	r.Readiness = readiness.New(r.Throttler)
-	waker := o.Waker
-	if waker == nil {
-		w := o.Wake
-		w.Signals = r.Metrics.WakeSignals
+	client := o.ActivityClient
+	if client == nil {
+		w := o.Activity
+		w.Signals = r.Metrics.ActivitySignals
 		if w.Log.GetSink() == nil {
-			w.Log = o.Log.WithName("signal")
+			w.Log = o.Log.WithName("activity")
 		}
-		waker = signal.New(ctx, w)
+		client = activity.New(ctx, w)
 	}
-	r.Registry = registry.New(o.Domain, forgetter{thr: r.Throttler, waker: waker, metrics: r.Metrics, key: r.RouteKey})
+	r.Registry = registry.New(o.Domain, forgetter{thr: r.Throttler, activity: client, metrics: r.Metrics, key: r.RouteKey})
 	r.Registry.SetGrace(o.DeletedGrace)
 
 	po := o.Proxy
@@ -122,7 +122,7 @@ func New(ctx context.Context, o Options) *Resolver {
 		}
 	}
 	r.Handler = handler.Build(handler.Config{
-		Proxy: proxy.New(po), Targets: r.Registry, Signatures: r.RouteKey, Throttler: r.Throttler, Waker: waker,
+		Proxy: proxy.New(po), Targets: r.Registry, Signatures: r.RouteKey, Throttler: r.Throttler, Activity: client,
 		Endpoints: r.Readiness, Upstream: o.Upstream, Domain: o.Domain, MaxPending: o.MaxPending,
 		MaxPendingLimit: o.MaxPendingLimit, HoldTimeout: o.HoldTimeout, Admit: o.Admit,
 		MaxHeldBody: o.MaxHeldBody, MinBodyRate: o.MinBodyRate, BodyGrace: o.BodyGrace, Metrics: r.Metrics,
@@ -148,7 +148,7 @@ func (s readinessOf) Ready(key types.NamespacedName) bool { return s.r.Readiness
 // and the series its tombstone added once that expires.
 type forgetter struct {
 	thr     *throttler.Throttler
-	waker   Waker
+	activity ActivityClient
 	metrics *metrics.Metrics
 	key     *routesig.Key
 }
@@ -156,7 +156,7 @@ type forgetter struct {
 func (f forgetter) Forget(t *registry.Target) {
 	if !t.Gone {
 		f.thr.Forget(t.Backend)
-		f.waker.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
+		f.activity.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})
 	}
 	f.key.Forget(t.Key()) // a tombstone that verifies again caches it again, until it expires
 	f.metrics.Forget(t.Namespace, t.Name)

@@ -54,14 +54,14 @@ func TestRefusedCallerWakesNothing(t *testing.T) {
 			t.Fatalf("intruder got %d %q, want 403 %q", code, body, handler.DeniedBody)
 		}
 	}
-	if n := h.waker.held.Load(); n != 0 {
+	if n := h.activity.held.Load(); n != 0 {
 		t.Fatalf("refused callers woke the target %d times", n)
 	}
 	// The allowed caller is held (and times out here, with no pod to wake).
 	if code, body := get(frontend); code != http.StatusGatewayTimeout {
 		t.Fatalf("frontend got %d %q, want 504 after its hold", code, strings.TrimSpace(body))
 	}
-	if h.waker.held.Load() == 0 {
+	if h.activity.held.Load() == 0 {
 		t.Fatal("the allowed caller did not wake the target")
 	}
 }

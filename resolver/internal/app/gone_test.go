@@ -35,7 +35,7 @@ func newGoneHarness(t *testing.T, backend string) *goneHarness {
 	_, port, _ := net.SplitHostPort(backend)
 	public := "app.shop.svc.cluster.local:" + port
 	o := harnessOptions()
-	o.MaxPending, o.Waker = 100, &countWaker{}
+	o.MaxPending, o.ActivityClient = 100, &countActivity{}
 	o.Proxy.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		g.dials.Store(addr, true)
 		if addr != public && addr != backend {

@@ -37,17 +37,17 @@ type harness struct {
 	*resolvertest.Resolver
 	addr    string // the resolver's listener
 	backend string // the backend's host:port
-	waker   *countWaker
+	activity   *countActivity
 	key     types.NamespacedName
 	client  *http.Client
 	srv     *http.Server
 }
 
-type countWaker struct{ held, active atomic.Int32 }
+type countActivity struct{ held, active atomic.Int32 }
 
-func (w *countWaker) Held(types.NamespacedName, func() bool) { w.held.Add(1) }
-func (w *countWaker) Active(types.NamespacedName)            { w.active.Add(1) }
-func (w *countWaker) Forget(types.NamespacedName)            {}
+func (w *countActivity) Held(types.NamespacedName, func() bool) { w.held.Add(1) }
+func (w *countActivity) Active(types.NamespacedName)            { w.active.Add(1) }
+func (w *countActivity) Forget(types.NamespacedName)            {}
 
 // newHarness starts the resolver for a backend listening on backend (host:port).
 func newHarness(t *testing.T, backend string) *harness {
@@ -67,9 +67,9 @@ func harnessOptions() app.Options {
 // ElastiService shop/app, whose private Service has port 80.
 func newHarnessWith(t *testing.T, backend string, edits ...func(*app.Options)) *harness {
 	t.Helper()
-	h := &harness{backend: backend, waker: &countWaker{}}
+	h := &harness{backend: backend, activity: &countActivity{}}
 	o := harnessOptions()
-	o.Waker = h.waker
+	o.ActivityClient = h.activity
 	for _, edit := range edits {
 		edit(&o)
 	}
@@ -177,7 +177,7 @@ func TestHeldRequestsReplayedExactlyOnce(t *testing.T) {
 			t.Errorf("backend saw request %d %d times, want exactly once", i, got)
 		}
 	}
-	if h.waker.held.Load() == 0 {
+	if h.activity.held.Load() == 0 {
 		t.Error("no held signal was sent for requests held at zero")
 	}
 }
@@ -212,7 +212,7 @@ func TestKeepAliveAcrossWake(t *testing.T) {
 			t.Fatalf("request %d after wake = %q, reused connection %v; want 200 ok on the same connection", i, got, reused)
 		}
 	}
-	if h.waker.active.Load() == 0 {
+	if h.activity.active.Load() == 0 {
 		t.Error("no activity signal for requests passing through")
 	}
 }

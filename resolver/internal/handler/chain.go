@@ -17,7 +17,7 @@ type Config struct {
 		Throttler
 		Gate
 	}
-	Waker      Waker
+	Activity      Activity
 	Endpoints  Endpoints
 	Upstream   string
 	Domain     string
@@ -42,7 +42,7 @@ type Config struct {
 func Build(c Config) http.Handler {
 	h := c.Proxy
 	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints, MinBodyRate: c.MinBodyRate, BodyGrace: c.BodyGrace}
-	h = &Hold{Next: h, Throttler: c.Throttler, Waker: c.Waker, Tombstones: c.Targets, MaxPending: c.MaxPending,
+	h = &Hold{Next: h, Throttler: c.Throttler, Activity: c.Activity, Tombstones: c.Targets, MaxPending: c.MaxPending,
 		MaxPendingLimit: c.MaxPendingLimit, HoldTimeout: c.HoldTimeout, Admit: c.Admit, MaxBody: c.MaxHeldBody, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}
 	h = &Authorize{Next: h, Policies: c.Policies, Callers: c.Callers}

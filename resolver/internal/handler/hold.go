@@ -21,8 +21,8 @@ type Throttler interface {
 	Pending(key types.NamespacedName) int
 }
 
-// Waker tells the controller about held and passing requests.
-type Waker interface {
+// Activity tells the controller about held and passing requests.
+type Activity interface {
 	Held(key types.NamespacedName, stillHeld func() bool)
 	Active(key types.NamespacedName)
 }
@@ -33,7 +33,7 @@ type Waker interface {
 type Hold struct {
 	Next      http.Handler
 	Throttler Throttler
-	Waker     Waker
+	Activity     Activity
 	// Tombstones, if set, lets requests released because their target was deleted go to its
 	// public Service instead of failing.
 	Tombstones interface {
@@ -87,7 +87,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// map load and an atomic read, and allocates nothing here.
 	if h.Throttler.Ready(t.Backend) {
 		req.Outcome = metrics.OutcomePassed
-		h.Waker.Active(es)
+		h.Activity.Active(es)
 		h.Next.ServeHTTP(w, r)
 		return
 	}
@@ -115,7 +115,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Metrics.PendingTotal.Inc()
 		}
 		body = holdBody(r, h.MaxBody, func() { cancel(errClientLeft) })
-		h.Waker.Held(es, func() bool { return h.Throttler.Pending(t.Backend) > 0 })
+		h.Activity.Held(es, func() bool { return h.Throttler.Pending(t.Backend) > 0 })
 	}
 	var held bool
 	var err error
@@ -142,7 +142,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Outcome = metrics.OutcomeReplayed
 	case err == nil:
 		req.Outcome = metrics.OutcomePassed
-		h.Waker.Active(es)
+		h.Activity.Active(es)
 	case errors.Is(err, throttler.ErrQueueFull), errors.Is(err, throttler.ErrTotalFull),
 		errors.Is(err, throttler.ErrNamespaceFull), errors.Is(err, errMemory):
 		req.Outcome = metrics.OutcomeQueueFull

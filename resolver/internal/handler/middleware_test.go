@@ -281,10 +281,10 @@ func (f *fakeThrottler) Wait(_ context.Context, _ types.NamespacedName, maxPendi
 func (f *fakeThrottler) Pending(types.NamespacedName) int { return 0 }
 func (f *fakeThrottler) Ready(types.NamespacedName) bool  { return f.ready }
 
-type fakeWaker struct{ held, active int }
+type fakeActivity struct{ held, active int }
 
-func (f *fakeWaker) Held(types.NamespacedName, func() bool) { f.held++ }
-func (f *fakeWaker) Active(types.NamespacedName)            { f.active++ }
+func (f *fakeActivity) Held(types.NamespacedName, func() bool) { f.held++ }
+func (f *fakeActivity) Active(types.NamespacedName)            { f.active++ }
 
 func TestHold(t *testing.T) {
 	tests := map[string]struct {
@@ -326,9 +326,9 @@ func TestHold(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			waker := &fakeWaker{}
+			activity := &fakeActivity{}
 			thr := tc.thr
-			h := &Hold{Next: next, Throttler: &thr, Waker: waker, Tombstones: tc.tombs, MaxPending: 5, MaxPendingLimit: 50,
+			h := &Hold{Next: next, Throttler: &thr, Activity: activity, Tombstones: tc.tombs, MaxPending: 5, MaxPendingLimit: 50,
 				HoldTimeout: time.Minute, Admit: func() bool { return !tc.noMemory }, Metrics: metrics.New()}
 			target := tc.target
 			target.Namespace, target.Name = "shop", "app"
@@ -344,8 +344,8 @@ func TestHold(t *testing.T) {
 			if got := w.Header().Get("Retry-After") != ""; got != tc.wantRetry {
 				t.Errorf("Retry-After present = %v, want %v", got, tc.wantRetry)
 			}
-			if waker.held != tc.wantHeld || waker.active != tc.wantActive {
-				t.Errorf("held/active signals = %d/%d, want %d/%d", waker.held, waker.active, tc.wantHeld, tc.wantActive)
+			if activity.held != tc.wantHeld || activity.active != tc.wantActive {
+				t.Errorf("held/active signals = %d/%d, want %d/%d", activity.held, activity.active, tc.wantHeld, tc.wantActive)
 			}
 			if thr.maxPending != tc.wantMaxPending || thr.timeout != tc.wantTimeout {
 				t.Errorf("limits = %d, %v; want %d, %v", thr.maxPending, thr.timeout, tc.wantMaxPending, tc.wantTimeout)

@@ -24,7 +24,7 @@ const (
 	OutcomeGoneForwarded = "gone_forwarded"
 )
 
-// Results of a wake signal, the result label of WakeSignals.
+// Results of an activity signal, the result label of ActivitySignals.
 const (
 	ResultAccepted    = "accepted"
 	ResultNotLeader   = "not_leader"
@@ -41,7 +41,7 @@ type Metrics struct {
 	HoldDuration  *prometheus.HistogramVec
 	QueueFull     *prometheus.CounterVec
 	HoldTimeouts  *prometheus.CounterVec
-	WakeSignals   *prometheus.CounterVec
+	ActivitySignals   *prometheus.CounterVec
 	UnknownHosts  prometheus.Counter
 	Unsigned      prometheus.Counter
 	UpstreamError *prometheus.CounterVec
@@ -83,7 +83,7 @@ func New() *Metrics {
 		HoldTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "hold_timeouts_total", Help: "Requests answered 504 after the hold timeout.",
 		}, target),
-		WakeSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		ActivitySignals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: prefix + "wake_signals_total",
 			Help: "Activity signals sent to the controller, by kind (held, active) and result (accepted, not_leader, rejected, unreachable).",
 		}, []string{"kind", "result"}),
@@ -103,7 +103,7 @@ func New() *Metrics {
 // Collectors lists every collector, for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Held, m.PendingTotal, m.Responses, m.HoldDuration, m.QueueFull,
-		m.HoldTimeouts, m.WakeSignals, m.UnknownHosts, m.Unsigned, m.UpstreamError}
+		m.HoldTimeouts, m.ActivitySignals, m.UnknownHosts, m.Unsigned, m.UpstreamError}
 }
 
 // Response counts one response of the ElastiService namespace/name.

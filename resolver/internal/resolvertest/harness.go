@@ -34,18 +34,18 @@ func New(o app.Options) *Resolver {
 	if o.Upstream == "" {
 		o.Upstream = handler.UpstreamPods
 	}
-	if o.Waker == nil {
-		o.Waker = noWaker{}
+	if o.ActivityClient == nil {
+		o.ActivityClient = noActivity{}
 	}
-	// The context ends only the activity client's loops, and o.Waker stands in for it.
+	// The context ends only the activity client's loops, and o.Activity stands in for it.
 	return &Resolver{app.New(context.Background(), o)}
 }
 
-type noWaker struct{}
+type noActivity struct{}
 
-func (noWaker) Held(types.NamespacedName, func() bool) {}
-func (noWaker) Active(types.NamespacedName)            {}
-func (noWaker) Forget(types.NamespacedName)            {}
+func (noActivity) Held(types.NamespacedName, func() bool) {}
+func (noActivity) Active(types.NamespacedName)            {}
+func (noActivity) Forget(types.NamespacedName)            {}
 
 // Target is the ElastiService namespace/service for the Service of the same name, with
 // nothing else set.

@@ -69,7 +69,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	var ctx context.Context
 	ctx, cancel = context.WithCancel(context.Background())
-	// resolvertest's stand-in Waker: this suite runs no controller.
+	// resolvertest's stand-in activity client: this suite runs no controller.
 	resolver = resolvertest.New(app.Options{
 		MaxPending: 10, MaxPendingTotal: 1000, HoldTimeout: time.Minute, DeletedGrace: registry.DefaultGrace,
 	})

@@ -1,4 +1,4 @@
-package signal
+package activity
 
 import (
 	"bytes"
@@ -19,13 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 )
 
 // Options configure a Client.
 type Options struct {
-	// ControllerURL is the controller's base URL; wake.Path is appended.
+	// ControllerURL is the controller's base URL; activityv1.Path is appended.
 	ControllerURL string
 	// TokenFile holds the bearer token; a missing file sends no Authorization header.
 	TokenFile string
@@ -38,7 +38,7 @@ type Options struct {
 	// replica nothing, and the retry's new connection may reach the leader, or one elected
 	// meanwhile.
 	NotLeaderBackoff, NotLeaderMaxBackoff time.Duration
-	// Interval is the shortest time between two signals for a target. Default wake.Interval.
+	// Interval is the shortest time between two signals for a target. Default activityv1.Interval.
 	Interval time.Duration
 	// Signals counts calls by kind and result; nil counts nothing.
 	Signals *prometheus.CounterVec
@@ -77,13 +77,13 @@ func New(ctx context.Context, o Options) *Client {
 		o.NotLeaderMaxBackoff = 250 * time.Millisecond
 	}
 	if o.Interval == 0 {
-		o.Interval = wake.Interval
+		o.Interval = activityv1.Interval
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
 	return &Client{
 		o:     o,
-		url:   strings.TrimSuffix(o.ControllerURL, "/") + wake.Path,
+		url:   strings.TrimSuffix(o.ControllerURL, "/") + activityv1.Path,
 		http:  &http.Client{Transport: tr, Timeout: o.Timeout},
 		tr:    tr,
 		token: tokenFile{path: o.TokenFile},
@@ -175,7 +175,7 @@ func (c *Client) Active(key types.NamespacedName) {
 // Forget drops the per-target state of a deleted ElastiService.
 func (c *Client) Forget(key types.NamespacedName) { c.active.Delete(key) }
 
-// deliverPatience bounds how long a hold's wake signal is retried once nothing is held.
+// deliverPatience bounds how long a hold's activity signal is retried once nothing is held.
 const deliverPatience = 30 * time.Second
 
 // notLeaderPatience is how long the held loop hears only "not the leader" before it logs an
@@ -234,7 +234,7 @@ func (c *Client) outage(err error, key types.NamespacedName) {
 }
 
 func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
-	body, _ := json.Marshal(wake.Signal{Namespace: key.Namespace, Name: key.Name, Held: held})
+	body, _ := json.Marshal(activityv1.Signal{Namespace: key.Namespace, Name: key.Name, Held: held})
 	ctx, cancel := context.WithTimeout(c.ctx, c.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))

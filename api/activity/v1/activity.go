@@ -1,8 +1,8 @@
-// Package wake defines the activity signal that the resolver sends to the controller: "this
-// ElastiService has traffic". The first held request sends it at once and wakes the target;
-// later requests refresh it at most once per Interval so the controller never scales an active
-// Service to zero.
-package wake
+// Package v1 is the activity API between elasti's two binaries: the signal that the resolver
+// sends to the controller, "this ElastiService has traffic". The first held request sends it at
+// once and wakes the target; later requests refresh it at most once per Interval so the
+// controller never scales an active Service to zero. Both sides import it as activityv1.
+package v1
 
 import "time"
 

@@ -1,4 +1,4 @@
-package signal
+package activity
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/elasti-dev/elasti/internal/wake"
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 )
 
@@ -28,15 +28,15 @@ import (
 type controller struct {
 	mu      sync.Mutex
 	codes   []int
-	signals []wake.Signal
+	signals []activityv1.Signal
 	auth    []string
 	at      []time.Time
 	got     chan struct{}
 }
 
 func (c *controller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var s wake.Signal
-	if r.URL.Path != wake.Path || r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&s) != nil {
+	var s activityv1.Signal
+	if r.URL.Path != activityv1.Path || r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&s) != nil {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
@@ -93,7 +93,7 @@ func newClient(t *testing.T, c *controller, token string) (*Client, *prometheus.
 			t.Fatal(err)
 		}
 	}
-	counts := metrics.New().WakeSignals
+	counts := metrics.New().ActivitySignals
 	return New(ctx, Options{
 		ControllerURL: srv.URL, TokenFile: file, Backoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond,
 		Interval: time.Hour, Signals: counts, Log: logr.Discard(),
@@ -119,7 +119,7 @@ func TestHeldSignalsAtOnceWithToken(t *testing.T) {
 			held.Store(false)
 			ctl.mu.Lock()
 			defer ctl.mu.Unlock()
-			if got, want := ctl.signals[0], (wake.Signal{Namespace: "shop", Name: "app", Held: true}); got != want {
+			if got, want := ctl.signals[0], (activityv1.Signal{Namespace: "shop", Name: "app", Held: true}); got != want {
 				t.Errorf("signal = %+v, want %+v", got, want)
 			}
 			if got := ctl.auth[0]; got != tc.wantAuth {
@@ -180,7 +180,7 @@ func TestUnreachableControllerIsCounted(t *testing.T) {
 	ln := httptest.NewServer(http.NotFoundHandler())
 	url := ln.URL
 	ln.Close() // nothing listens there any more
-	counts := metrics.New().WakeSignals
+	counts := metrics.New().ActivitySignals
 	c := New(ctx, Options{ControllerURL: url, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Signals: counts, Log: logr.Discard()})
 	var calls atomic.Int32
 	c.Held(key, func() bool { return calls.Add(1) < 3 })
@@ -256,7 +256,7 @@ func TestNotLeaderRetriesOnNewConnection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log, errs := errorLogs()
-	counts := metrics.New().WakeSignals
+	counts := metrics.New().ActivitySignals
 	// Backoff an hour: only the not-leader backoff, at its defaults, may be used.
 	c := New(ctx, Options{ControllerURL: srv.URL, Backoff: time.Hour, MaxBackoff: time.Hour, Interval: time.Hour,
 		Signals: counts, Log: log})
