@@ -4,22 +4,27 @@ package v1alpha1
 // resolver which ElastiService a request is for and where the original route pointed, so that the
 // replay reaches the same subset and port.
 const (
-	// HeaderTarget carries "namespace/name" of the ElastiService.
-	HeaderTarget = "X-Elasti-Target"
+	// HeaderElastiService carries "namespace/name" of the ElastiService.
+	HeaderElastiService = "X-Elasti-Service"
+	// HeaderElastiServiceOld is HeaderElastiService's name in the previous release. Routes that
+	// release rewrote carry it until the controller renames it; the resolver reads it too
+	// meanwhile. Remove it in the next release.
+	HeaderElastiServiceOld = "X-Elasti-Target"
 	// HeaderPort carries the Service port the original route named, if any.
 	HeaderPort = "X-Elasti-Port"
 	// HeaderSubset carries the DestinationRule subset the original route named, if any.
 	HeaderSubset = "X-Elasti-Subset"
 	// HeaderRestoreKey links a rewritten destination to its recorded original.
 	HeaderRestoreKey = "X-Elasti-Restore-Key"
-	// HeaderSignature authenticates HeaderTarget, HeaderPort and HeaderSubset: without a valid
-	// one the resolver ignores them (package internal/routesig).
+	// HeaderSignature authenticates HeaderElastiService, HeaderPort and HeaderSubset: without a
+	// valid one the resolver ignores them (package internal/routesig).
 	HeaderSignature = "X-Elasti-Signature"
 )
 
 // Headers lists every header above: they are for the resolver, and none may reach a target.
 func Headers() []string {
-	return []string{HeaderTarget, HeaderPort, HeaderSubset, HeaderRestoreKey, HeaderSignature}
+	return []string{HeaderElastiService, HeaderElastiServiceOld, HeaderPort, HeaderSubset,
+		HeaderRestoreKey, HeaderSignature}
 }
 
 // Labels and annotations that elasti puts on the objects it creates or edits.
@@ -112,7 +117,7 @@ const (
 	ReasonScaleFailed = "ScaleFailed"
 )
 
-// Key returns "namespace/name", the form HeaderTarget and the activity signal use.
+// Key returns "namespace/name", the form HeaderElastiService and the activity signal use.
 func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 
 // LabelComponent says which part of elasti an object is. The EndpointSlice controller copies it

@@ -1,5 +1,5 @@
 // Package routesig authenticates the headers that the controller's route rewrite adds for the
-// resolver. Any client that reaches the resolver can send X-Elasti-Target; only a value signed
+// resolver. Any client that reaches the resolver can send X-Elasti-Service; only a value signed
 // with the cluster's route key, which the controller writes into the rewritten route and the
 // resolver checks, says that elasti's own rewrite put it there. The signature binds the
 // ElastiService, the port and the subset together, so a copy read off one route cannot name

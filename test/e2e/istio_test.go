@@ -92,7 +92,7 @@ func xdsRoutes(ctx context.Context, route, host string, probeArgs ...string) (ma
 // header the route does not set is removed first, so that a client's copy cannot spoil the
 // signature.
 func toResolver(weight uint32, target, subset string) gtypes.GomegaMatcher {
-	headers := And(HaveKeyWithValue(v1alpha1.HeaderTarget, target), HaveKeyWithValue(v1alpha1.HeaderPort, "80"),
+	headers := And(HaveKeyWithValue(v1alpha1.HeaderElastiService, target), HaveKeyWithValue(v1alpha1.HeaderPort, "80"),
 		HaveKey(v1alpha1.HeaderRestoreKey), HaveKeyWithValue(v1alpha1.HeaderSignature, Not(BeEmpty())))
 	remove := Not(ContainElement(v1alpha1.HeaderSubset))
 	if subset != "" {

@@ -135,8 +135,8 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		Expect(a.counts()).NotTo(HaveKey("gone-1"), "the request of a caller that left was replayed")
 	})
 
-	It("ignores a forged X-Elasti-Target: it neither reaches nor wakes another tenant's Service", func() {
-		forged := map[string]string{v1alpha1.HeaderTarget: b.ns + "/shop", v1alpha1.HeaderPort: "80", v1alpha1.HeaderSubset: "v1"}
+	It("ignores a forged X-Elasti-Service: it neither reaches nor wakes another tenant's Service", func() {
+		forged := map[string]string{v1alpha1.HeaderElastiService: b.ns + "/shop", v1alpha1.HeaderPort: "80", v1alpha1.HeaderSubset: "v1"}
 		code, body := send(resolver+"/healthz", "evil.example", forged)
 		Expect(code).To(Equal(http.StatusNotFound), "%s", body)
 		Expect(body).To(ContainSubstring("no ElastiService serves host"))
@@ -154,7 +154,7 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 		vs := &networkingv1.VirtualService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: b.ns, Name: "shop"}, vs)).To(Succeed())
 		set := vs.Spec.Http[0].Route[0].GetHeaders().GetRequest().GetSet()
-		Expect(set).To(HaveKeyWithValue(v1alpha1.HeaderTarget, b.ns+"/shop"))
+		Expect(set).To(HaveKeyWithValue(v1alpha1.HeaderElastiService, b.ns+"/shop"))
 		Expect(set).To(HaveKey(v1alpha1.HeaderSignature))
 		secret := &corev1.Secret{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "elasti-system", Name: routesig.DefaultSecretName}, secret)).To(Succeed())

@@ -29,8 +29,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
-	"github.com/elasti-dev/elasti/api/v1alpha1"
 	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 // Store keeps the last activity per ElastiService. It is the leader's memory; the reconciler

@@ -23,8 +23,8 @@ package decide
 import (
 	"time"
 
-	"github.com/elasti-dev/elasti/api/v1alpha1"
 	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 // HeldSilence is how long the controller must have heard no activity signal before it takes

@@ -132,7 +132,7 @@ func kindOf(o client.Object) string {
 // programRoutes points every route at the resolver (Proxy) or back at the target (Serve), and
 // records the routes that point at the resolver in status.
 func (r *Reconciler) programRoutes(ctx context.Context, es *v1alpha1.ElastiService, mode v1alpha1.Mode, obs *observed) error {
-	t := r.target(es)
+	t := r.routeParams(es)
 	var refs []v1alpha1.RouteRef
 	var exportTo []string
 	if obs.public != nil && obs.public.Annotations[resources.AnnotationExportTo] != "" {

@@ -78,7 +78,7 @@ func (r *Reconciler) releaseRoutes(ctx context.Context, es *v1alpha1.ElastiServi
 	if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: rewrittenFor(es.Key())}); err != nil {
 		return fmt.Errorf("listing VirtualServices: %w", err)
 	}
-	t := r.target(es)
+	t := r.routeParams(es)
 	for _, vs := range list.Items {
 		edited := vs.DeepCopy()
 		changed, err := routes.Restore(edited, t)

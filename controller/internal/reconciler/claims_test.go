@@ -69,7 +69,7 @@ var _ = Describe("Two ElastiServices for one Service", func() {
 			vs := f.virtualService()
 			g.Expect(pointsAtResolver(vs)).To(BeTrue())
 			for _, d := range vs.Spec.Http[0].Route {
-				g.Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderTarget, f.ns+"/target-es"))
+				g.Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderElastiService, f.ns+"/target-es"))
 			}
 			for _, o := range elastis {
 				g.Expect(controlledBy(g, o)).To(Equal(string(first.UID)), "%T %s", o, o.GetName())
@@ -123,7 +123,7 @@ var _ = Describe("Two ElastiServices for one Service", func() {
 		By("and the second scaling it to zero in its own name")
 		Eventually(f.replicas).WithTimeout(wait).Should(BeZero())
 		for _, d := range f.virtualService().Spec.Http[0].Route {
-			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderTarget, f.ns+"/target-es-2"))
+			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderElastiService, f.ns+"/target-es-2"))
 		}
 	})
 })

@@ -186,7 +186,7 @@ func (r *Reconciler) endpointsOf(ctx context.Context, namespace, service string,
 }
 
 func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.ElastiService) ([]*networkingv1.VirtualService, error) {
-	t := r.target(es)
+	t := r.routeParams(es)
 	seen := map[types.NamespacedName]bool{}
 	var out []*networkingv1.VirtualService
 	for _, value := range []string{t.FQDN(), rewrittenFor(es.Key())} {

@@ -23,11 +23,11 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/internal/testsupport/workload"
-	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 )
 
 func objMeta(name, namespace string) metav1.ObjectMeta {

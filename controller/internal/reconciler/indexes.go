@@ -84,7 +84,7 @@ func (r *Reconciler) virtualServiceTargets(vs *networkingv1.VirtualService) []st
 	for _, route := range vs.Spec.GetHttp() {
 		for _, d := range route.GetRoute() {
 			out = append(out, routes.Normalize(d.GetDestination().GetHost(), vs.Namespace, r.ClusterDomain))
-			if key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget]; key != "" {
+			if key := routes.ElastiServiceKey(d.GetHeaders().GetRequest().GetSet()); key != "" {
 				out = append(out, rewrittenFor(key))
 			}
 		}

@@ -20,7 +20,7 @@ import (
 func (r *Reconciler) nonHTTPPorts(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) ([]decide.NonHTTPPort, error) {
 	var l4 []decide.L4Route
 	if r.Istio {
-		fqdn := r.target(es).FQDN()
+		fqdn := r.routeParams(es).FQDN()
 		var list networkingv1.VirtualServiceList
 		if err := r.List(ctx, &list, client.MatchingFields{indexRoutesTo: fqdn}); err != nil {
 			return nil, fmt.Errorf("listing VirtualServices: %w", err)

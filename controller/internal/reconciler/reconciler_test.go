@@ -187,7 +187,7 @@ var _ = Describe("Scaling to zero and back", func() {
 			Expect(d.GetDestination().GetHost()).To(Equal(names.ProxyService("target") + "." + f.ns + ".svc.cluster.local"))
 			Expect(d.GetDestination().GetPort()).To(BeComparableTo(f.vsSpec.Http[0].Route[i].GetDestination().GetPort(), protocmp.Transform()))
 			Expect(d.GetDestination().GetSubset()).To(BeEmpty())
-			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderTarget, f.ns+"/target-es"))
+			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderElastiService, f.ns+"/target-es"))
 			Expect(d.GetHeaders().GetRequest().GetSet()).To(HaveKeyWithValue(v1alpha1.HeaderSubset, f.vsSpec.Http[0].Route[i].GetDestination().GetSubset()))
 			Expect(d.GetWeight()).To(Equal(f.vsSpec.Http[0].Route[i].GetWeight()))
 		}

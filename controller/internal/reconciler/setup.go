@@ -162,8 +162,8 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-func (r *Reconciler) target(es *v1alpha1.ElastiService) routes.Target {
-	return routes.Target{
+func (r *Reconciler) routeParams(es *v1alpha1.ElastiService) routes.Params {
+	return routes.Params{
 		Key:          es.Key(),
 		Service:      es.Spec.Service,
 		Namespace:    es.Namespace,

@@ -171,7 +171,7 @@ func TestReplayVirtualServiceRemovesElastiHeaders(t *testing.T) {
 	vs := MakeReplayVirtualService(es, []string{"v1", "v2"}, "cluster.local", "elasti-system")
 	for _, r := range vs.Spec.GetHttp() {
 		removed := r.GetHeaders().GetRequest().GetRemove()
-		for _, h := range []string{v1alpha1.HeaderTarget, v1alpha1.HeaderPort, v1alpha1.HeaderSubset, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSignature} {
+		for _, h := range []string{v1alpha1.HeaderElastiService, v1alpha1.HeaderPort, v1alpha1.HeaderSubset, v1alpha1.HeaderRestoreKey, v1alpha1.HeaderSignature} {
 			if !slices.Contains(removed, h) {
 				t.Errorf("route %s removes %q, not %s", r.GetName(), removed, h)
 			}

@@ -35,8 +35,8 @@ import (
 	"github.com/elasti-dev/elasti/internal/routesig"
 )
 
-// Target says which Service's routes move and where to.
-type Target struct {
+// Params say which Service's routes move and where to: the rewrite's parameters for one ElastiService.
+type Params struct {
 	// Key is "namespace/name" of the ElastiService.
 	Key string
 	// Service and Namespace of the target Service.
@@ -54,15 +54,15 @@ type Target struct {
 }
 
 // sign returns the HeaderSignature value of a destination's elasti headers.
-func (t Target) sign(set map[string]string) string {
-	if t.Signer == nil {
+func (p Params) sign(set map[string]string) string {
+	if p.Signer == nil {
 		return ""
 	}
-	return t.Signer.Sign(t.Key, set[v1alpha1.HeaderPort], set[v1alpha1.HeaderSubset])
+	return p.Signer.Sign(p.Key, set[v1alpha1.HeaderPort], set[v1alpha1.HeaderSubset])
 }
 
 // FQDN is the target Service's fully qualified host.
-func (t Target) FQDN() string { return names.ServiceFQDN(t.Service, t.Namespace, t.Domain) }
+func (p Params) FQDN() string { return names.ServiceFQDN(p.Service, p.Namespace, p.Domain) }
 
 // Normalize returns the host that a destination or DestinationRule host names, for an object in
 // namespace ns, as Istio reads it (ResolveShortnameToFQDN): only a name without a dot (and not
@@ -82,48 +82,54 @@ func Normalize(host, ns, domain string) string {
 
 // record is what the annotation keeps for one rewritten destination.
 type record struct {
-	Target      string          `json:"target"`
-	Destination json.RawMessage `json:"destination"`
-	Headers     json.RawMessage `json:"headers,omitempty"`
+	ElastiService string          `json:"target"` // the key; "target" is the annotation's field name since the first release
+	Destination   json.RawMessage `json:"destination"`
+	Headers       json.RawMessage `json:"headers,omitempty"`
 }
 
-// RoutesTo reports whether vs has an HTTP destination that points at t, in either mode.
-func RoutesTo(vs *networkingv1.VirtualService, t Target) bool {
+// RoutesTo reports whether vs has an HTTP destination that points at p's Service, in either mode.
+func RoutesTo(vs *networkingv1.VirtualService, p Params) bool {
 	found := false
 	_ = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
-		found = found || pointsAtTarget(d, vs.Namespace, t) || rewrittenFor(d, t)
+		found = found || pointsAtService(d, vs.Namespace, p) || rewrittenFor(d, p)
 		return nil
 	})
 	return found
 }
 
-// Rewrite points every HTTP destination of vs that names t at the resolver and records the
-// originals in vs's annotations, and signs the headers of destinations it rewrote before whose
-// signature is missing or stale (a new route key). It reports whether vs changed.
-func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
+// Rewrite points every HTTP destination of vs that names p's Service at the resolver and records
+// the originals in vs's annotations, and signs the headers of destinations it rewrote before
+// whose signature is missing or stale (a new route key). It reports whether vs changed.
+func Rewrite(vs *networkingv1.VirtualService, p Params) (bool, error) {
 	recs, err := readRecords(vs)
 	if err != nil {
 		return false, err
 	}
 	changed := false
 	err = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
-		if rewrittenFor(d, t) {
+		if rewrittenFor(d, p) {
 			set := d.GetHeaders().GetRequest().GetSet()
-			if sig := t.sign(set); set[v1alpha1.HeaderSignature] != sig {
+			if old, ok := set[v1alpha1.HeaderElastiServiceOld]; ok {
+				// Rewritten by the previous release, under the header's old name.
+				delete(set, v1alpha1.HeaderElastiServiceOld)
+				set[v1alpha1.HeaderElastiService] = old
+				changed = true
+			}
+			if sig := p.sign(set); set[v1alpha1.HeaderSignature] != sig {
 				set[v1alpha1.HeaderSignature] = sig
 				changed = true
 			}
-			if d.GetDestination().GetHost() != t.ProxyHost {
+			if d.GetDestination().GetHost() != p.ProxyHost {
 				// Rewritten by an older version, to the resolver's own Service.
-				d.Destination = &apinetworking.Destination{Host: t.ProxyHost, Port: portOf(set)}
+				d.Destination = &apinetworking.Destination{Host: p.ProxyHost, Port: portOf(set)}
 				changed = true
 			}
 			return nil
 		}
-		if !pointsAtTarget(d, vs.Namespace, t) {
+		if !pointsAtService(d, vs.Namespace, p) {
 			return nil
 		}
-		key, rec, err := makeRecord(d, t.Key)
+		key, rec, err := makeRecord(d, p.Key)
 		if err != nil {
 			return err
 		}
@@ -131,7 +137,7 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		orig := d.GetDestination()
 		// The same port: the proxy Service has the target's, so a caller's Sidecar egress
 		// listener for that port keeps it, and the caller speaks that port's protocol to it.
-		d.Destination = &apinetworking.Destination{Host: t.ProxyHost, Port: proto.Clone(orig.GetPort()).(*apinetworking.PortSelector)}
+		d.Destination = &apinetworking.Destination{Host: p.ProxyHost, Port: proto.Clone(orig.GetPort()).(*apinetworking.PortSelector)}
 		if orig.GetPort() == nil {
 			d.Destination.Port = nil
 		}
@@ -141,7 +147,7 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		if d.Headers.Request == nil {
 			d.Headers.Request = &apinetworking.Headers_HeaderOperations{}
 		}
-		set := map[string]string{v1alpha1.HeaderTarget: t.Key, v1alpha1.HeaderRestoreKey: key}
+		set := map[string]string{v1alpha1.HeaderElastiService: p.Key, v1alpha1.HeaderRestoreKey: key}
 		if orig.GetSubset() != "" {
 			set[v1alpha1.HeaderSubset] = orig.GetSubset()
 		}
@@ -151,7 +157,7 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 		if d.Headers.Request.Set == nil {
 			d.Headers.Request.Set = map[string]string{}
 		}
-		set[v1alpha1.HeaderSignature] = t.sign(set)
+		set[v1alpha1.HeaderSignature] = p.sign(set)
 		maps.Copy(d.Headers.Request.Set, set)
 		// A client's own copy of a header the route does not set would survive the set and
 		// spoil the signature: the proxy removes it first.
@@ -174,24 +180,24 @@ func Rewrite(vs *networkingv1.VirtualService, t Target) (bool, error) {
 	return changed, nil
 }
 
-// Restore points every destination that Rewrite moved for t back at the target. It reports
+// Restore points every destination that Rewrite moved for p back at the target. It reports
 // whether vs changed.
-func Restore(vs *networkingv1.VirtualService, t Target) (bool, error) {
+func Restore(vs *networkingv1.VirtualService, p Params) (bool, error) {
 	recs, err := readRecords(vs)
 	if err != nil {
 		return false, err
 	}
 	changed := false
 	err = eachDestination(&vs.Spec, func(d *apinetworking.HTTPRouteDestination) error {
-		if !rewrittenFor(d, t) {
+		if !rewrittenFor(d, p) {
 			return nil
 		}
 		changed = true
 		key := d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderRestoreKey]
-		if rec, ok := recs[key]; ok && rec.Target == t.Key {
+		if rec, ok := recs[key]; ok && rec.ElastiService == p.Key {
 			return applyRecord(d, rec)
 		}
-		rebuild(d, t)
+		rebuild(d, p)
 		return nil
 	})
 	if err != nil {
@@ -199,7 +205,7 @@ func Restore(vs *networkingv1.VirtualService, t Target) (bool, error) {
 	}
 	// Records of this target whose destinations are gone (the user deleted the route) go too.
 	for key, rec := range recs {
-		if rec.Target == t.Key {
+		if rec.ElastiService == p.Key {
 			delete(recs, key)
 			changed = true
 		}
@@ -232,15 +238,24 @@ func eachDestination(spec *apinetworking.VirtualService, fn func(*apinetworking.
 	return nil
 }
 
-func pointsAtTarget(d *apinetworking.HTTPRouteDestination, vsNamespace string, t Target) bool {
+func pointsAtService(d *apinetworking.HTTPRouteDestination, vsNamespace string, p Params) bool {
 	host := d.GetDestination().GetHost()
-	return host != "" && Normalize(host, vsNamespace, t.Domain) == t.FQDN()
+	return host != "" && Normalize(host, vsNamespace, p.Domain) == p.FQDN()
 }
 
-func rewrittenFor(d *apinetworking.HTTPRouteDestination, t Target) bool {
+func rewrittenFor(d *apinetworking.HTTPRouteDestination, p Params) bool {
 	host := d.GetDestination().GetHost()
-	return (host == t.ProxyHost || host == t.ResolverHost && t.ResolverHost != "") &&
-		d.GetHeaders().GetRequest().GetSet()[v1alpha1.HeaderTarget] == t.Key
+	return (host == p.ProxyHost || host == p.ResolverHost && p.ResolverHost != "") &&
+		ElastiServiceKey(d.GetHeaders().GetRequest().GetSet()) == p.Key
+}
+
+// ElastiServiceKey is the ElastiService key that a rewritten destination's headers carry, under
+// the header's name or its previous release's name; "" for a destination elasti did not rewrite.
+func ElastiServiceKey(set map[string]string) string {
+	if k, ok := set[v1alpha1.HeaderElastiService]; ok {
+		return k
+	}
+	return set[v1alpha1.HeaderElastiServiceOld]
 }
 
 // portOf is the port a rewritten destination's headers record, if any.
@@ -264,7 +279,7 @@ func makeRecord(d *apinetworking.HTTPRouteDestination, target string) (string, r
 	_, _ = h.Write(raw)
 	key := fmt.Sprintf("%016x", h.Sum64())
 
-	rec := record{Target: target}
+	rec := record{ElastiService: target}
 	if rec.Destination, err = compactJSON(d.GetDestination()); err != nil {
 		return "", record{}, err
 	}
@@ -296,9 +311,9 @@ func applyRecord(d *apinetworking.HTTPRouteDestination, rec record) error {
 // rebuild restores d from its headers alone, for when the record was lost (for example, the
 // annotation was removed by hand): the target's FQDN, the port and subset it had, and none of
 // elasti's headers.
-func rebuild(d *apinetworking.HTTPRouteDestination, t Target) {
+func rebuild(d *apinetworking.HTTPRouteDestination, p Params) {
 	set := d.GetHeaders().GetRequest().GetSet()
-	d.Destination = &apinetworking.Destination{Host: t.FQDN(), Subset: set[v1alpha1.HeaderSubset], Port: portOf(set)}
+	d.Destination = &apinetworking.Destination{Host: p.FQDN(), Subset: set[v1alpha1.HeaderSubset], Port: portOf(set)}
 	for _, h := range v1alpha1.Headers() {
 		delete(set, h)
 	}

@@ -20,7 +20,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-var target = Target{
+var target = Params{
 	Key:          "shop/target-es",
 	Service:      "target",
 	Namespace:    "shop",
@@ -141,6 +141,39 @@ func TestRestoreKeepsUserEditsMadeInProxyMode(t *testing.T) {
 	}
 }
 
+// A route that the previous release rewrote names the ElastiService under the header's old
+// name: Rewrite renames it, and Restore still finds it.
+func TestPreviousReleaseHeaderIsRenamed(t *testing.T) {
+	input := load(t, "testdata/subsets-weights/input.yaml")
+	want := load(t, "testdata/subsets-weights/proxy.yaml")
+	old := want.DeepCopy()
+	n := 0
+	_ = eachDestination(&old.Spec, func(d *apinetworking.HTTPRouteDestination) error {
+		if set := d.GetHeaders().GetRequest().GetSet(); set[v1alpha1.HeaderElastiService] != "" {
+			set[v1alpha1.HeaderElastiServiceOld] = set[v1alpha1.HeaderElastiService]
+			delete(set, v1alpha1.HeaderElastiService)
+			n++
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Fatal("the golden file has no rewritten destination")
+	}
+	restored := old.DeepCopy()
+	if changed, err := Rewrite(old, target); err != nil || !changed {
+		t.Fatalf("Rewrite() = %v, %v; want the header renamed", changed, err)
+	}
+	if d := diffVS(want, old); d != "" {
+		t.Errorf("Rewrite() of a previous release's route (-want +got):\n%s", d)
+	}
+	if _, err := Restore(restored, target); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffVS(input, restored); d != "" {
+		t.Errorf("Restore() of a previous release's route (-want +got):\n%s", d)
+	}
+}
+
 func TestRestoreWithoutRecordRebuildsFromHeaders(t *testing.T) {
 	vs := load(t, "testdata/subsets-weights/input.yaml")
 	if _, err := Rewrite(vs, target); err != nil {
@@ -238,7 +271,7 @@ func TestRestoreLeavesOtherTargetsAlone(t *testing.T) {
 	other := target
 	other.Key, other.Service = "shop/legacy-es", "legacy"
 	vs := load(t, "testdata/mixed-destinations/input.yaml")
-	for _, tg := range []Target{target, other} {
+	for _, tg := range []Params{target, other} {
 		if _, err := Rewrite(vs, tg); err != nil {
 			t.Fatal(err)
 		}

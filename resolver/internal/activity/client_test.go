@@ -182,9 +182,19 @@ func TestUnreachableControllerIsCounted(t *testing.T) {
 	ln.Close() // nothing listens there any more
 	counts := metrics.New().ActivitySignals
 	c := New(ctx, Options{ControllerURL: url, Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Signals: counts, Log: logr.Discard()})
-	var calls atomic.Int32
-	c.Held(key, func() bool { return calls.Add(1) < 3 })
-	waitCount(t, counts, "held", metrics.ResultUnreachable, 3)
+	// Undelivered, the hold is retried after its caller left too (deliverPatience), so the
+	// count only grows: every attempt is counted unreachable, and nothing else.
+	c.Held(key, func() bool { return false })
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(counts.WithLabelValues("held", metrics.ResultUnreachable)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := testutil.ToFloat64(counts.WithLabelValues("held", metrics.ResultUnreachable)); got < 3 {
+		t.Errorf("held signals with result unreachable = %v, want at least 3", got)
+	}
+	if n := testutil.CollectAndCount(counts); n != 1 {
+		t.Errorf("%d result series counted, want only held/unreachable", n)
+	}
 }
 
 func TestActiveAtMostOncePerInterval(t *testing.T) {

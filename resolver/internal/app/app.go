@@ -12,12 +12,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/elasti-dev/elasti/internal/routesig"
+	"github.com/elasti-dev/elasti/resolver/internal/activity"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
 	"github.com/elasti-dev/elasti/resolver/internal/proxy"
 	"github.com/elasti-dev/elasti/resolver/internal/readiness"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
-	"github.com/elasti-dev/elasti/resolver/internal/activity"
 	"github.com/elasti-dev/elasti/resolver/internal/sources"
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
@@ -118,11 +118,11 @@ func New(ctx context.Context, o Options) *Resolver {
 			onError(req, err)
 		}
 		if hr := handler.RequestFrom(req.Context()); hr != nil {
-			r.Metrics.UpstreamError.WithLabelValues(hr.Target.Namespace, hr.Target.Name).Inc()
+			r.Metrics.UpstreamError.WithLabelValues(hr.Entry.Namespace, hr.Entry.Name).Inc()
 		}
 	}
 	r.Handler = handler.Build(handler.Config{
-		Proxy: proxy.New(po), Targets: r.Registry, Signatures: r.RouteKey, Throttler: r.Throttler, Activity: client,
+		Proxy: proxy.New(po), Registry: r.Registry, Signatures: r.RouteKey, Throttler: r.Throttler, Activity: client,
 		Endpoints: r.Readiness, Upstream: o.Upstream, Domain: o.Domain, MaxPending: o.MaxPending,
 		MaxPendingLimit: o.MaxPendingLimit, HoldTimeout: o.HoldTimeout, Admit: o.Admit,
 		MaxHeldBody: o.MaxHeldBody, MinBodyRate: o.MinBodyRate, BodyGrace: o.BodyGrace, Metrics: r.Metrics,
@@ -147,13 +147,13 @@ func (s readinessOf) Ready(key types.NamespacedName) bool { return s.r.Readiness
 // forgetter releases the throttler entry, activity state and metric series of a deleted target,
 // and the series its tombstone added once that expires.
 type forgetter struct {
-	thr     *throttler.Throttler
+	thr      *throttler.Throttler
 	activity ActivityClient
-	metrics *metrics.Metrics
-	key     *routesig.Key
+	metrics  *metrics.Metrics
+	key      *routesig.Key
 }
 
-func (f forgetter) Forget(t *registry.Target) {
+func (f forgetter) Forget(t *registry.Entry) {
 	if !t.Gone {
 		f.thr.Forget(t.Backend)
 		f.activity.Forget(types.NamespacedName{Namespace: t.Namespace, Name: t.Name})

@@ -165,7 +165,7 @@ func TestHeldForwardedOnDeletion(t *testing.T) {
 	for i := range n {
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, "http://app.shop/?id="+strconv.Itoa(i), nil)
-			req.Header.Set(v1alpha1.HeaderTarget, "shop/app")
+			req.Header.Set(v1alpha1.HeaderElastiService, "shop/app")
 			res, err := client.Do(req)
 			if err != nil {
 				codes <- 0

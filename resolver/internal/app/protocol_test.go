@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/resolver/internal/app"
 	"github.com/elasti-dev/elasti/resolver/internal/handler"
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
@@ -35,12 +36,12 @@ import (
 // backend; the test plays the cluster by writing EndpointSlices into the readiness cache.
 type harness struct {
 	*resolvertest.Resolver
-	addr    string // the resolver's listener
-	backend string // the backend's host:port
-	activity   *countActivity
-	key     types.NamespacedName
-	client  *http.Client
-	srv     *http.Server
+	addr     string // the resolver's listener
+	backend  string // the backend's host:port
+	activity *countActivity
+	key      types.NamespacedName
+	client   *http.Client
+	srv      *http.Server
 }
 
 type countActivity struct{ held, active atomic.Int32 }
@@ -127,7 +128,7 @@ func TestHeldRequestsReplayedExactlyOnce(t *testing.T) {
 		mu.Lock()
 		counts[id]++
 		mu.Unlock()
-		if r.Header.Get("X-Elasti-Target") != "" {
+		if r.Header.Get(v1alpha1.HeaderElastiService) != "" || r.Header.Get(v1alpha1.HeaderElastiServiceOld) != "" {
 			http.Error(w, "elasti header leaked", 500)
 			return
 		}
@@ -146,7 +147,7 @@ func TestHeldRequestsReplayedExactlyOnce(t *testing.T) {
 		go func() {
 			id := strconv.Itoa(i)
 			req, _ := http.NewRequest(http.MethodPost, "http://app.shop/?id="+id, strings.NewReader("body-"+id))
-			req.Header.Set("X-Elasti-Target", "shop/app")
+			req.Header.Set(v1alpha1.HeaderElastiService, "shop/app")
 			res, err := h.client.Do(req)
 			if err != nil {
 				results <- result{id: id, err: err}

@@ -35,12 +35,12 @@ const DeniedBody = "RBAC: access denied"
 
 func (h *Authorize) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
-	if req == nil || len(req.Target.Policies) == 0 {
+	if req == nil || len(req.Entry.Policies) == 0 {
 		h.Next.ServeHTTP(w, r)
 		return
 	}
-	policies := make([]*securityv1.AuthorizationPolicy, 0, len(req.Target.Policies))
-	for _, key := range req.Target.Policies {
+	policies := make([]*securityv1.AuthorizationPolicy, 0, len(req.Entry.Policies))
+	for _, key := range req.Entry.Policies {
 		p, ok := h.Policies.Policy(key)
 		if !ok {
 			// Listed by the controller but not (or no longer) in this cache: a moment's lag

@@ -54,11 +54,11 @@ func shopPolicies() policyMap {
 
 func TestAuthorize(t *testing.T) {
 	sidecar := []netip.Prefix{netip.MustParsePrefix("127.0.0.6/32")}
-	target := &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/frontend-only", "shop/no-admin"}}
+	target := &registry.Entry{Namespace: "shop", Name: "app", Policies: []string{"shop/frontend-only", "shop/no-admin"}}
 	port := registry.Port{Name: "http", Port: 80, TargetPort: 8080}
 	tests := map[string]struct {
 		policies policyMap
-		target   *registry.Target
+		target   *registry.Entry
 		port     registry.Port
 		callers  *Callers
 		method   string
@@ -68,7 +68,7 @@ func TestAuthorize(t *testing.T) {
 		want     int
 	}{
 		"a target without policies lets anyone through": {
-			target: &registry.Target{Namespace: "shop", Name: "app"}, want: http.StatusNoContent,
+			target: &registry.Entry{Namespace: "shop", Name: "app"}, want: http.StatusNoContent,
 		},
 		"the caller the ALLOW policy names gets through": {
 			xfcc: []string{xfcc(frontend)}, want: http.StatusNoContent,
@@ -96,7 +96,7 @@ func TestAuthorize(t *testing.T) {
 				Action: apisecurity.AuthorizationPolicy_DENY,
 				Rules:  []*apisecurity.Rule{{From: []*apisecurity.Rule_From{{Source: &apisecurity.Source{Principals: []string{intruder}}}}}},
 			})},
-			target: &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
+			target: &registry.Entry{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
 			xfcc:   []string{`URI=spiffe://` + intruder + `;Subject="unterminated`}, want: http.StatusForbidden,
 		},
 		"a caller without a certificate passes a DENY policy on another principal": {
@@ -104,7 +104,7 @@ func TestAuthorize(t *testing.T) {
 				Action: apisecurity.AuthorizationPolicy_DENY,
 				Rules:  []*apisecurity.Rule{{From: []*apisecurity.Rule_From{{Source: &apisecurity.Source{Principals: []string{intruder}}}}}},
 			})},
-			target: &registry.Target{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
+			target: &registry.Entry{Namespace: "shop", Name: "app", Policies: []string{"shop/no-intruder"}},
 			want:   http.StatusNoContent,
 		},
 		"the DENY policy wins over the ALLOW one": {
@@ -150,7 +150,7 @@ func TestAuthorize(t *testing.T) {
 			for _, v := range tc.xfcc {
 				r.Header.Add(HeaderClientCert, v)
 			}
-			req := &Request{Target: tc.target, Port: tc.port}
+			req := &Request{Entry: tc.target, Port: tc.port}
 			r = r.WithContext(WithRequest(r.Context(), req))
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)

@@ -9,15 +9,15 @@ import (
 
 // Config is everything Build wires together.
 type Config struct {
-	Proxy   http.Handler
-	Targets Targets
+	Proxy    http.Handler
+	Registry Registry
 	// Signatures verifies the route headers; nil believes none.
 	Signatures Verifier
 	Throttler  interface {
 		Throttler
 		Gate
 	}
-	Activity      Activity
+	Activity   Activity
 	Endpoints  Endpoints
 	Upstream   string
 	Domain     string
@@ -42,12 +42,12 @@ type Config struct {
 func Build(c Config) http.Handler {
 	h := c.Proxy
 	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints, MinBodyRate: c.MinBodyRate, BodyGrace: c.BodyGrace}
-	h = &Hold{Next: h, Throttler: c.Throttler, Activity: c.Activity, Tombstones: c.Targets, MaxPending: c.MaxPending,
+	h = &Hold{Next: h, Throttler: c.Throttler, Activity: c.Activity, Tombstones: c.Registry, MaxPending: c.MaxPending,
 		MaxPendingLimit: c.MaxPendingLimit, HoldTimeout: c.HoldTimeout, Admit: c.Admit, MaxBody: c.MaxHeldBody, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}
 	h = &Authorize{Next: h, Policies: c.Policies, Callers: c.Callers}
 	h = &Record{Next: h, Metrics: c.Metrics}
-	route := &Route{Next: h, Targets: c.Targets, Signatures: c.Signatures, Domain: c.Domain}
+	route := &Route{Next: h, Registry: c.Registry, Signatures: c.Signatures, Domain: c.Domain}
 	if c.Metrics != nil {
 		route.Unknown, route.Unsigned = c.Metrics.UnknownHosts.Inc, c.Metrics.Unsigned.Inc
 	}

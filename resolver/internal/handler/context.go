@@ -9,7 +9,7 @@ import (
 
 // Request is what Route learned about a request. Inner steps read it and set Outcome.
 type Request struct {
-	Target *registry.Target
+	Entry *registry.Entry
 	// Port is the Service port to forward to.
 	Port registry.Port
 	// Subset is the X-Elasti-Subset the route named, if any.

@@ -50,7 +50,7 @@ var _ http.Handler = (*Forward)(nil)
 
 func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
-	t := req.Target
+	t := req.Entry
 	if t.Gone || t.Serving {
 		closeConn(w, r)
 	}

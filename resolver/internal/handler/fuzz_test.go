@@ -19,10 +19,10 @@ func FuzzRoute(f *testing.F) {
 	reg := newRegistry()
 	f.Fuzz(func(t *testing.T, host, target, port, subset, sig, extra string) {
 		inner := &seen{}
-		h := &Route{Next: inner, Targets: reg, Signatures: testKey, Domain: "cluster.local"}
+		h := &Route{Next: inner, Registry: reg, Signatures: testKey, Domain: "cluster.local"}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Host = host
-		r.Header["X-Elasti-Target"] = []string{target}
+		r.Header["X-Elasti-Service"] = []string{target}
 		r.Header["X-Elasti-Port"] = []string{port}
 		r.Header["X-Elasti-Subset"] = []string{subset}
 		r.Header["X-Elasti-Signature"] = []string{sig}
@@ -36,14 +36,14 @@ func FuzzRoute(f *testing.F) {
 			return
 		}
 		// Whatever came in, only a known target is forwarded, and never with elasti's headers.
-		if _, ok := reg.ByKey(inner.req.Target.Namespace, inner.req.Target.Name); !ok {
-			t.Fatalf("forwarded to unknown target %s", inner.req.Target.Key())
+		if _, ok := reg.ByKey(inner.req.Entry.Namespace, inner.req.Entry.Name); !ok {
+			t.Fatalf("forwarded to unknown target %s", inner.req.Entry.Key())
 		}
 		// Without elasti's signature, only the Host decides, and no subset is believed.
 		if !testKey.Verify(target, port, subset, sig) {
 			byHost, _, err := reg.ByHost(host)
-			if err != nil || byHost != inner.req.Target || inner.req.Subset != "" {
-				t.Fatalf("unsigned request for host %q forwarded to %s subset %q", host, inner.req.Target.Key(), inner.req.Subset)
+			if err != nil || byHost != inner.req.Entry || inner.req.Subset != "" {
+				t.Fatalf("unsigned request for host %q forwarded to %s subset %q", host, inner.req.Entry.Key(), inner.req.Subset)
 			}
 		}
 		for k := range inner.header {

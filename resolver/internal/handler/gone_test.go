@@ -33,7 +33,7 @@ func TestRouteTombstone(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			inner := &seen{}
-			h := &Route{Next: inner, Targets: reg, Signatures: testKey, Domain: "cluster.local"}
+			h := &Route{Next: inner, Registry: reg, Signatures: testKey, Domain: "cluster.local"}
 			r := httptest.NewRequest(http.MethodGet, "/", nil)
 			r.Host = tc.host
 			if tc.target != "" {
@@ -45,17 +45,17 @@ func TestRouteTombstone(t *testing.T) {
 			if inner.req == nil {
 				t.Fatal("a request for a deleted ElastiService within the grace period was not routed")
 			}
-			if !inner.req.Target.Gone || inner.req.Target.Key() != "shop/app" || inner.req.Port.Port != tc.wantPort {
+			if !inner.req.Entry.Gone || inner.req.Entry.Key() != "shop/app" || inner.req.Port.Port != tc.wantPort {
 				t.Errorf("routed to %s gone=%v port %d; want shop/app gone=true port %d",
-					inner.req.Target.Key(), inner.req.Target.Gone, inner.req.Port.Port, tc.wantPort)
+					inner.req.Entry.Key(), inner.req.Entry.Gone, inner.req.Port.Port, tc.wantPort)
 			}
 		})
 	}
 }
 
-type tombstones map[string]*registry.Target
+type tombstones map[string]*registry.Entry
 
-func (m tombstones) Tombstone(ns, name string) (*registry.Target, bool) {
+func (m tombstones) Tombstone(ns, name string) (*registry.Entry, bool) {
 	t, ok := m[ns+"/"+name]
 	return t, ok
 }
@@ -64,22 +64,22 @@ func TestForwardGone(t *testing.T) {
 	backend := types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}
 	tests := map[string]struct {
 		mode      string
-		target    registry.Target
+		target    registry.Entry
 		header    http.Header
 		wantCode  int
 		want      proxy.Upstream
 		wantClose bool
 		wantVia   bool
 	}{
-		"gone, service mode": {mode: UpstreamService, target: registry.Target{Gone: true}, wantCode: 204, wantClose: true, wantVia: true,
+		"gone, service mode": {mode: UpstreamService, target: registry.Entry{Gone: true}, wantCode: 204, wantClose: true, wantVia: true,
 			want: proxy.Upstream{Addr: "app.shop.svc.cluster.local:8080", Host: "app.shop.svc.cluster.local:8080"}},
-		"gone, pods mode": {mode: UpstreamPods, target: registry.Target{Gone: true}, wantCode: 204, wantClose: true, wantVia: true,
+		"gone, pods mode": {mode: UpstreamPods, target: registry.Entry{Gone: true}, wantCode: 204, wantClose: true, wantVia: true,
 			want: proxy.Upstream{Addr: "app.shop.svc.cluster.local:8080"}},
-		"gone, looped back": {mode: UpstreamPods, target: registry.Target{Gone: true}, header: http.Header{"Via": {"1.0 fred, " + via}},
+		"gone, looped back": {mode: UpstreamPods, target: registry.Entry{Gone: true}, header: http.Header{"Via": {"1.0 fred, " + via}},
 			wantCode: 503, wantClose: true},
-		"gone, upgrade keeps its connection": {mode: UpstreamPods, target: registry.Target{Gone: true}, header: http.Header{"Upgrade": {"websocket"}},
+		"gone, upgrade keeps its connection": {mode: UpstreamPods, target: registry.Entry{Gone: true}, header: http.Header{"Upgrade": {"websocket"}},
 			wantCode: 204, wantVia: true, want: proxy.Upstream{Addr: "app.shop.svc.cluster.local:8080"}},
-		"serving closes": {mode: UpstreamPods, target: registry.Target{Serving: true}, wantCode: 204, wantClose: true,
+		"serving closes": {mode: UpstreamPods, target: registry.Entry{Serving: true}, wantCode: 204, wantClose: true,
 			want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
 		"proxying keeps the connection": {mode: UpstreamPods, wantCode: 204, want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
 	}

@@ -33,11 +33,11 @@ type Activity interface {
 type Hold struct {
 	Next      http.Handler
 	Throttler Throttler
-	Activity     Activity
+	Activity  Activity
 	// Tombstones, if set, lets requests released because their target was deleted go to its
 	// public Service instead of failing.
 	Tombstones interface {
-		Tombstone(namespace, name string) (*registry.Target, bool)
+		Tombstone(namespace, name string) (*registry.Entry, bool)
 	}
 	MaxPending int
 	// MaxPendingLimit is the most a spec.queue.maxPending may ask for; 0 is no limit.
@@ -76,7 +76,7 @@ var errMemory = errors.New("this resolver is near its memory limit")
 
 func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
-	t := req.Target
+	t := req.Entry
 	if t.Gone {
 		req.Outcome = metrics.OutcomeGoneForwarded
 		h.Next.ServeHTTP(w, r)
@@ -175,7 +175,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, throttler.ErrGone):
 		if h.Tombstones != nil {
 			if g, ok := h.Tombstones.Tombstone(t.Namespace, t.Name); ok {
-				req.Target, req.Outcome = g, metrics.OutcomeGoneForwarded
+				req.Entry, req.Outcome = g, metrics.OutcomeGoneForwarded
 				break
 			}
 		}

@@ -52,7 +52,7 @@ var testKey = func() *routesig.Key {
 }()
 
 func sign(target, port, subset string) map[string]string {
-	h := map[string]string{v1alpha1.HeaderTarget: target, v1alpha1.HeaderSignature: testKey.Signer().Sign(target, port, subset)}
+	h := map[string]string{v1alpha1.HeaderElastiService: target, v1alpha1.HeaderSignature: testKey.Signer().Sign(target, port, subset)}
 	if port != "" {
 		h[v1alpha1.HeaderPort] = port
 	}
@@ -104,16 +104,24 @@ func TestRoute(t *testing.T) {
 			host: "app.shop:6379", header: sign("shop/app", "", ""), wantCode: 404, wantBody: "has no port 6379",
 		},
 		"signed target, bad port": {host: "x", header: sign("shop/app", "http", ""), wantCode: 400},
+		// Routes that the previous release rewrote carry the key under the header's old name.
+		"signed target, previous release's header": {
+			host: "x", header: oldHeader(sign("shop/app", "8080", "v2")), wantCode: 204, wantTarget: "shop/app", wantPort: 8080, wantSubset: "v2",
+		},
+		"signed target, the header's new name wins": {
+			host: "evil.example", header: with(sign("shop/app", "", ""), v1alpha1.HeaderElastiServiceOld, "bank/db"),
+			wantCode: 204, wantTarget: "shop/app", wantPort: 80,
+		},
 		// Forgeries: each is ignored, and the Host decides.
 		"forged target, external host": {
-			host: "evil.example", header: map[string]string{v1alpha1.HeaderTarget: "bank/db"}, wantCode: 404, unsigned: true,
+			host: "evil.example", header: map[string]string{v1alpha1.HeaderElastiService: "bank/db"}, wantCode: 404, unsigned: true,
 		},
 		"forged target, other tenant's host": {
-			host: "app.shop", header: map[string]string{v1alpha1.HeaderTarget: "bank/db", v1alpha1.HeaderPort: "5432"},
+			host: "app.shop", header: map[string]string{v1alpha1.HeaderElastiService: "bank/db", v1alpha1.HeaderPort: "5432"},
 			wantCode: 204, wantTarget: "shop/app", wantPort: 80, unsigned: true,
 		},
 		"signature of another target": {
-			host: "evil.example", header: with(sign("shop/app", "", ""), v1alpha1.HeaderTarget, "bank/db"), wantCode: 404, unsigned: true,
+			host: "evil.example", header: with(sign("shop/app", "", ""), v1alpha1.HeaderElastiService, "bank/db"), wantCode: 404, unsigned: true,
 		},
 		"signed target, forged subset": {
 			host: "app.shop", header: with(sign("shop/app", "", ""), v1alpha1.HeaderSubset, "internal-admin"),
@@ -127,7 +135,7 @@ func TestRoute(t *testing.T) {
 			host: "app.shop", header: map[string]string{v1alpha1.HeaderSubset: "internal-admin"}, wantCode: 204, wantTarget: "shop/app", wantPort: 80,
 		},
 		"unknown target":               {host: "x", header: sign("shop/nope", "", ""), wantCode: 404, unsigned: true},
-		"malformed target":             {host: "x", header: map[string]string{v1alpha1.HeaderTarget: "nope"}, wantCode: 404, unsigned: true},
+		"malformed target":             {host: "x", header: map[string]string{v1alpha1.HeaderElastiService: "nope"}, wantCode: 404, unsigned: true},
 		"host short":                   {host: "app", wantCode: 204, wantTarget: "shop/app", wantPort: 80},
 		"host fqdn with port":          {host: "db.bank.svc.cluster.local:5432", wantCode: 204, wantTarget: "bank/db", wantPort: 5432},
 		"host port not on the Service": {host: "app.shop:6379", wantCode: 404, wantBody: "has no port 6379"},
@@ -140,7 +148,7 @@ func TestRoute(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			inner := &seen{}
 			unknown, unsigned := 0, 0
-			h := &Route{Next: inner, Targets: newRegistry(), Signatures: testKey, Domain: "cluster.local",
+			h := &Route{Next: inner, Registry: newRegistry(), Signatures: testKey, Domain: "cluster.local",
 				Unknown: func() { unknown++ }, Unsigned: func() { unsigned++ }}
 			method := tc.method
 			if method == "" {
@@ -175,7 +183,7 @@ func TestRoute(t *testing.T) {
 				}
 				return
 			}
-			if got := inner.req.Target.Key(); got != tc.wantTarget {
+			if got := inner.req.Entry.Key(); got != tc.wantTarget {
 				t.Errorf("target = %s, want %s", got, tc.wantTarget)
 			}
 			if got := inner.req.Port.Port; got != tc.wantPort {
@@ -196,8 +204,15 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+// oldHeader moves the ElastiService key of signed route headers to the previous release's name.
+func oldHeader(h map[string]string) map[string]string {
+	h[v1alpha1.HeaderElastiServiceOld] = h[v1alpha1.HeaderElastiService]
+	delete(h, v1alpha1.HeaderElastiService)
+	return h
+}
+
 func TestStripHeaders(t *testing.T) {
-	h := http.Header{"X-Elasti-Target": {"a/b"}, "x-elasti-custom": {"1"}, "X-Elastic": {"keep"}, "Host": {"h"},
+	h := http.Header{"X-Elasti-Service": {"a/b"}, "X-Elasti-Target": {"a/b"}, "x-elasti-custom": {"1"}, "X-Elastic": {"keep"}, "Host": {"h"},
 		"X-Envoy-Max-Retries": {"50"}, "x-envoy-upstream-rq-timeout-ms": {"1"}, "X-Envoyish": {"keep"}}
 	StripHeaders(h)
 	if len(h) != 3 || h.Get("X-Elastic") != "keep" || h.Get("X-Envoyish") != "keep" {
@@ -209,13 +224,13 @@ type gate bool
 
 func (g gate) Ready(types.NamespacedName) bool { return bool(g) }
 
-func withRequest(r *http.Request, t *registry.Target) (*http.Request, *Request) {
-	req := &Request{Target: t, Port: registry.Port{Name: "http", Port: 80}}
+func withRequest(r *http.Request, t *registry.Entry) (*http.Request, *Request) {
+	req := &Request{Entry: t, Port: registry.Port{Name: "http", Port: 80}}
 	return r.WithContext(WithRequest(r.Context(), req)), req
 }
 
 func TestProbe(t *testing.T) {
-	target := &registry.Target{Namespace: "shop", Name: "app", Probes: []v1alpha1.ProbeResponse{
+	target := &registry.Entry{Namespace: "shop", Name: "app", Probes: []v1alpha1.ProbeResponse{
 		{Path: "/healthz", Method: "GET", Body: "ok"},
 		{PathPrefix: "/status/", StatusCode: 204, Headers: []v1alpha1.HeaderMatch{{Name: "x-probe"}}},
 		{Path: "/ready", Headers: []v1alpha1.HeaderMatch{{Name: "User-Agent", Value: "kube-probe"}}, ContentType: "application/json", Body: "{}"},
@@ -289,7 +304,7 @@ func (f *fakeActivity) Active(types.NamespacedName)            { f.active++ }
 func TestHold(t *testing.T) {
 	tests := map[string]struct {
 		thr            fakeThrottler
-		target         registry.Target
+		target         registry.Entry
 		tombs          tombstones
 		wantCode       int
 		wantOutcome    string
@@ -308,13 +323,13 @@ func TestHold(t *testing.T) {
 		"global queue full":  {thr: fakeThrottler{err: throttler.ErrTotalFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
 		"timeout":            {thr: fakeThrottler{held: true, err: throttler.ErrTimeout}, wantCode: 504, wantOutcome: metrics.OutcomeTimeout, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"target deleted":     {thr: fakeThrottler{held: true, err: throttler.ErrGone}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeGone, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
-		"tombstone passes without waiting or a signal": {target: registry.Target{Gone: true}, wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded},
+		"tombstone passes without waiting or a signal": {target: registry.Entry{Gone: true}, wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded},
 		"deleted while held goes to the tombstone": {thr: fakeThrottler{held: true, err: throttler.ErrGone}, tombs: tombstones{"shop/app": {Gone: true}},
 			wantCode: 204, wantOutcome: metrics.OutcomeGoneForwarded, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
 		"caller left":          {thr: fakeThrottler{held: true, err: context.Canceled}, wantCode: 499, wantOutcome: metrics.OutcomeCancelled, wantHeld: 1, wantMaxPending: 5, wantTimeout: time.Minute},
-		"spec.queue overrides": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 2, HoldTimeout: time.Second}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 2, wantTimeout: time.Second},
+		"spec.queue overrides": {thr: fakeThrottler{}, target: registry.Entry{MaxPending: 2, HoldTimeout: time.Second}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 2, wantTimeout: time.Second},
 		// The operator's limit caps what a tenant asks for.
-		"spec.queue above the limit": {thr: fakeThrottler{}, target: registry.Target{MaxPending: 100000}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 50, wantTimeout: time.Minute},
+		"spec.queue above the limit": {thr: fakeThrottler{}, target: registry.Entry{MaxPending: 100000}, wantCode: 204, wantOutcome: metrics.OutcomePassed, wantActive: 1, wantMaxPending: 50, wantTimeout: time.Minute},
 		"namespace share full":       {thr: fakeThrottler{err: throttler.ErrNamespaceFull}, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull, wantMaxPending: 5, wantTimeout: time.Minute},
 		// Near the memory limit nothing new is held, and the throttler is never asked.
 		"no memory for a hold": {thr: fakeThrottler{held: true}, noMemory: true, wantCode: 503, wantRetry: true, wantOutcome: metrics.OutcomeQueueFull},
@@ -378,7 +393,7 @@ func TestForward(t *testing.T) {
 				w.WriteHeader(http.StatusNoContent)
 			})
 			h := &Forward{Next: next, Mode: tc.mode, Domain: "cluster.local", Endpoints: tc.endpoints}
-			target := &registry.Target{Namespace: "shop", Name: "app", Backend: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
+			target := &registry.Entry{Namespace: "shop", Name: "app", Backend: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
 			r, req := withRequest(httptest.NewRequest("GET", "/", nil), target)
 			req.Subset = "v1"
 			w := httptest.NewRecorder()
@@ -417,7 +432,7 @@ func TestWantsH2C(t *testing.T) {
 
 func TestRecordCountsByClassAndOutcome(t *testing.T) {
 	m := metrics.New()
-	target := &registry.Target{Namespace: "shop", Name: "app"}
+	target := &registry.Entry{Namespace: "shop", Name: "app"}
 	for _, code := range []int{200, 204, 503} {
 		h := &Record{Metrics: m, Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			RequestFrom(r.Context()).Outcome = metrics.OutcomePassed

@@ -28,12 +28,12 @@ var _ http.Handler = (*Probe)(nil)
 func (h *Probe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
 	// A gone target's probes reach its pods through the public Service.
-	if len(req.Target.Probes) == 0 || req.Target.Gone || h.Gate.Ready(req.Target.Backend) {
+	if len(req.Entry.Probes) == 0 || req.Entry.Gone || h.Gate.Ready(req.Entry.Backend) {
 		h.Next.ServeHTTP(w, r)
 		return
 	}
-	for i := range req.Target.Probes {
-		if p := &req.Target.Probes[i]; MatchProbe(p, r) {
+	for i := range req.Entry.Probes {
+		if p := &req.Entry.Probes[i]; MatchProbe(p, r) {
 			req.Outcome = metrics.OutcomeProbe
 			writeProbe(w, p)
 			return

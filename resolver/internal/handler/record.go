@@ -21,7 +21,7 @@ func (h *Record) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if req == nil || h.Metrics == nil {
 		return
 	}
-	h.Metrics.Response(req.Target.Namespace, req.Target.Name, sw.code, req.Outcome)
+	h.Metrics.Response(req.Entry.Namespace, req.Entry.Name, sw.code, req.Outcome)
 }
 
 // statusWriter remembers the status code. Unwrap lets http.ResponseController reach Flush and

@@ -11,12 +11,12 @@ import (
 	"github.com/elasti-dev/elasti/resolver/internal/registry"
 )
 
-// Targets finds the target of a request.
-type Targets interface {
-	ByKey(namespace, name string) (*registry.Target, bool)
-	ByHost(host string) (*registry.Target, int32, error)
+// Registry finds the entry for a request.
+type Registry interface {
+	ByKey(namespace, name string) (*registry.Entry, bool)
+	ByHost(host string) (*registry.Entry, int32, error)
 	// Tombstone returns what is left of a recently deleted ElastiService.
-	Tombstone(namespace, name string) (*registry.Target, bool)
+	Tombstone(namespace, name string) (*registry.Entry, bool)
 }
 
 // Verifier checks the signature that elasti's route rewrite puts beside its headers.
@@ -24,15 +24,15 @@ type Verifier interface {
 	Verify(target, port, subset, sig string) bool
 }
 
-// Route finds the request's target and strips elasti's headers. X-Elasti-Target and its port
+// Route finds the request's entry and strips elasti's headers. X-Elasti-Service and its port
 // and subset are believed only with a valid X-Elasti-Signature, which only elasti's own route
 // rewrite can make; without one they are ignored and the Host decides, as for a request that
 // came through the Service's endpoints. A request for no known ElastiService, or for a port
 // its Service does not have, is answered here and never forwarded: the resolver is not an
 // open proxy.
 type Route struct {
-	Next    http.Handler
-	Targets Targets
+	Next     http.Handler
+	Registry Registry
 	// Signatures verifies the route headers; nil believes none.
 	Signatures Verifier
 	Domain     string
@@ -67,7 +67,7 @@ func (h *Route) resolve(r *http.Request) (*Request, int, string) {
 	if req, code, msg, ok := h.signed(r); ok {
 		return req, code, msg
 	}
-	t, port, err := h.Targets.ByHost(r.Host)
+	t, port, err := h.Registry.ByHost(r.Host)
 	switch {
 	case errors.Is(err, registry.ErrAmbiguous):
 		return nil, http.StatusMisdirectedRequest, "elasti: " + err.Error()
@@ -78,21 +78,25 @@ func (h *Route) resolve(r *http.Request) (*Request, int, string) {
 	if !ok {
 		return nil, http.StatusNotFound, noPort(t, port)
 	}
-	return &Request{Target: t, Port: p}, 0, ""
+	return &Request{Entry: t, Port: p}, 0, ""
 }
 
 // signed resolves a request by its elasti headers; ok is false when they are absent or not
 // signed, and the Host must decide.
 func (h *Route) signed(r *http.Request) (req *Request, code int, msg string, ok bool) {
-	v := r.Header.Get(v1alpha1.HeaderTarget)
+	v := r.Header.Get(v1alpha1.HeaderElastiService)
+	if v == "" {
+		// A route rewritten by the previous release, until the controller renames its header.
+		v = r.Header.Get(v1alpha1.HeaderElastiServiceOld)
+	}
 	if v == "" {
 		return nil, 0, "", false
 	}
 	port, subset := r.Header.Get(v1alpha1.HeaderPort), r.Header.Get(v1alpha1.HeaderSubset)
-	ns, name, valid := registry.ParseTarget(v)
-	var t *registry.Target
+	ns, name, valid := registry.ParseKey(v)
+	var t *registry.Entry
 	if valid {
-		t, valid = h.Targets.ByKey(ns, name)
+		t, valid = h.Registry.ByKey(ns, name)
 	}
 	// The key is looked up first, so only known ElastiServices cost a signature check.
 	if !valid || h.Signatures == nil || !h.Signatures.Verify(v, port, subset, r.Header.Get(v1alpha1.HeaderSignature)) {
@@ -119,10 +123,10 @@ func (h *Route) signed(r *http.Request) (req *Request, code int, msg string, ok 
 		}
 		return nil, http.StatusNotFound, noPort(t, hostPort), true
 	}
-	return &Request{Target: t, Port: p, Subset: subset}, 0, "", true
+	return &Request{Entry: t, Port: p, Subset: subset}, 0, "", true
 }
 
-func noPort(t *registry.Target, port int32) string {
+func noPort(t *registry.Entry, port int32) string {
 	return fmt.Sprintf("elasti: Service %s/%s has no port %d", t.Namespace, t.Service, port)
 }
 

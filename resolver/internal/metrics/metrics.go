@@ -35,16 +35,16 @@ const (
 
 // Metrics are the resolver's collectors.
 type Metrics struct {
-	Held          *prometheus.GaugeVec
-	PendingTotal  prometheus.Gauge
-	Responses     *prometheus.CounterVec
-	HoldDuration  *prometheus.HistogramVec
-	QueueFull     *prometheus.CounterVec
-	HoldTimeouts  *prometheus.CounterVec
-	ActivitySignals   *prometheus.CounterVec
-	UnknownHosts  prometheus.Counter
-	Unsigned      prometheus.Counter
-	UpstreamError *prometheus.CounterVec
+	Held            *prometheus.GaugeVec
+	PendingTotal    prometheus.Gauge
+	Responses       *prometheus.CounterVec
+	HoldDuration    *prometheus.HistogramVec
+	QueueFull       *prometheus.CounterVec
+	HoldTimeouts    *prometheus.CounterVec
+	ActivitySignals *prometheus.CounterVec
+	UnknownHosts    prometheus.Counter
+	Unsigned        prometheus.Counter
+	UpstreamError   *prometheus.CounterVec
 
 	// responses caches the Responses children by label values: looking one up in the vector
 	// hashes four labels under a lock shared by every request. mu orders creating a child

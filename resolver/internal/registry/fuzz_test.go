@@ -28,14 +28,14 @@ func FuzzParseHost(f *testing.F) {
 	})
 }
 
-func FuzzParseTarget(f *testing.F) {
+func FuzzParseKey(f *testing.F) {
 	for _, s := range []string{"ns/name", "ns/", "/x", "a/b/c", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		ns, name, ok := ParseTarget(v)
+		ns, name, ok := ParseKey(v)
 		if ok && (ns+"/"+name != v || strings.Contains(name, "/")) {
-			t.Fatalf("ParseTarget(%q) = %q, %q", v, ns, name)
+			t.Fatalf("ParseKey(%q) = %q, %q", v, ns, name)
 		}
 	})
 }

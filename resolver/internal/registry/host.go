@@ -78,8 +78,8 @@ func isLabel(s string) bool {
 	return true
 }
 
-// ParseTarget reads an X-Elasti-Target value, "namespace/name".
-func ParseTarget(v string) (namespace, name string, ok bool) {
+// ParseKey reads an X-Elasti-Service value, "namespace/name".
+func ParseKey(v string) (namespace, name string, ok bool) {
 	namespace, name, found := strings.Cut(v, "/")
 	if !found || len(validation.IsDNS1123Label(namespace)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
 		return "", "", false

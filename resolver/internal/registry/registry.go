@@ -25,9 +25,10 @@ type Port struct {
 	TargetPort int32
 }
 
-// Target is an immutable snapshot of what the resolver needs to hold and replay a request for
-// one ElastiService. A change to the ElastiService or its private Service makes a new snapshot.
-type Target struct {
+// Entry is the registry's immutable snapshot of what the resolver needs to hold and replay a
+// request for one ElastiService. A change to the ElastiService or its private Service makes a
+// new snapshot.
+type Entry struct {
 	// Namespace and Name of the ElastiService.
 	Namespace, Name string
 	// Service is the public Service.
@@ -54,14 +55,14 @@ type Target struct {
 }
 
 // Key is "namespace/name" of the ElastiService.
-func (t *Target) Key() string { return t.Namespace + "/" + t.Name }
+func (t *Entry) Key() string { return t.Namespace + "/" + t.Name }
 
 // PortFor picks the Service port to forward to: the port the route named, else the port the
 // Host named, else the only port, else port 80, else the first port. It returns the port and
 // its name, which picks the matching EndpointSlice port in pods mode. ok is false for a port
 // the private Service does not have, or any port asked for while its ports are unknown: the
 // replay would dial a port nobody chose to expose.
-func (t *Target) PortFor(routePort, hostPort int32) (p Port, ok bool) {
+func (t *Entry) PortFor(routePort, hostPort int32) (p Port, ok bool) {
 	for _, want := range []int32{routePort, hostPort} {
 		if want == 0 {
 			continue
@@ -98,7 +99,7 @@ var (
 // Forgetter releases what other parts of the resolver keep for a target that is gone. It runs
 // when the target goes away, and again with its tombstone (Gone set) when the grace period ends.
 type Forgetter interface {
-	Forget(t *Target)
+	Forget(t *Entry)
 }
 
 // DefaultGrace is how long a deleted ElastiService's tombstone lasts unless SetGrace changes it.
@@ -107,7 +108,7 @@ const DefaultGrace = 10 * time.Minute
 // tombstone is what is left of a deleted ElastiService: kube-proxy pins a caller's keep-alive
 // connection to a resolver pod, so requests keep arriving after the routes are restored.
 type tombstone struct {
-	t       *Target
+	t       *Entry
 	expires time.Time
 }
 
@@ -118,7 +119,7 @@ type Registry struct {
 
 	mu        sync.RWMutex
 	specs     map[types.NamespacedName]*v1alpha1.ElastiService
-	targets   map[types.NamespacedName]*Target
+	targets   map[types.NamespacedName]*Entry
 	byService map[string][]types.NamespacedName // Service name -> ElastiServices, any namespace
 	ports     map[types.NamespacedName][]Port   // private Service -> ports
 	// lastPorts survives the private Service, which the controller deletes before it lets the
@@ -136,7 +137,7 @@ func New(domain string, forget Forgetter) *Registry {
 		domain:    strings.ToLower(strings.TrimSuffix(domain, ".")),
 		forget:    forget,
 		specs:     map[types.NamespacedName]*v1alpha1.ElastiService{},
-		targets:   map[types.NamespacedName]*Target{},
+		targets:   map[types.NamespacedName]*Entry{},
 		byService: map[string][]types.NamespacedName{},
 		ports:     map[types.NamespacedName][]Port{},
 		lastPorts: map[types.NamespacedName][]Port{},
@@ -155,7 +156,7 @@ func (r *Registry) SetGrace(d time.Duration) {
 
 // Tombstone returns the tombstone of the ElastiService namespace/name, if it was deleted or
 // renamed its Service within the grace period.
-func (r *Registry) Tombstone(namespace, name string) (*Target, bool) {
+func (r *Registry) Tombstone(namespace, name string) (*Entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	tb, ok := r.tombs[types.NamespacedName{Namespace: namespace, Name: name}]
@@ -166,7 +167,7 @@ func (r *Registry) Tombstone(namespace, name string) (*Target, bool) {
 }
 
 // ByKey returns the target of the ElastiService namespace/name, or its tombstone.
-func (r *Registry) ByKey(namespace, name string) (*Target, bool) {
+func (r *Registry) ByKey(namespace, name string) (*Entry, bool) {
 	r.mu.RLock()
 	t, ok := r.targets[types.NamespacedName{Namespace: namespace, Name: name}]
 	r.mu.RUnlock()
@@ -182,14 +183,14 @@ func (r *Registry) ByKey(namespace, name string) (*Target, bool) {
 // it matches only when one namespace claims the name, live or within a tombstone's grace: a
 // name another namespace gave up moments ago may still be its callers' name, and sending them
 // (and their cookies) to a namespace that claims it now would cross tenants.
-func (r *Registry) ByHost(host string) (*Target, int32, error) {
+func (r *Registry) ByHost(host string) (*Entry, int32, error) {
 	h, ok := ParseHost(host, r.domain)
 	if !ok {
 		return nil, 0, ErrUnknownHost
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var live, dead *Target
+	var live, dead *Entry
 	var liveKey types.NamespacedName
 	// first and others are the namespaces that claim a bare name; others stays nil (no
 	// allocation) unless a second namespace shows up.
@@ -254,7 +255,7 @@ func (r *Registry) UpsertElastiService(es *v1alpha1.ElastiService) {
 	key := types.NamespacedName{Namespace: es.Namespace, Name: es.Name}
 	r.mu.Lock()
 	expired := r.expire()
-	var stale *Target
+	var stale *Entry
 	if old, ok := r.specs[key]; ok && old.Spec.Service != es.Spec.Service {
 		// The old Service's routes are restored; callers pinned to it resolve to a tombstone.
 		r.unindex(key, old.Spec.Service)
@@ -298,7 +299,7 @@ func (r *Registry) DeleteElastiService(namespace, name string) {
 }
 
 // bury records a tombstone for t, the last live target of key; r.mu must be held.
-func (r *Registry) bury(key types.NamespacedName, t *Target) {
+func (r *Registry) bury(key types.NamespacedName, t *Entry) {
 	last := r.lastPorts[key]
 	delete(r.lastPorts, key) // the next target of key may have another backend
 	if r.grace <= 0 || t == nil {
@@ -315,8 +316,8 @@ func (r *Registry) bury(key types.NamespacedName, t *Target) {
 // expire drops tombstones past their grace period and returns those whose ElastiService is
 // not live again, for forgetAll; r.mu must be held. It runs on every write, so tombstones
 // never outnumber the deletions of one grace period plus those since the last write.
-func (r *Registry) expire() []*Target {
-	var out []*Target
+func (r *Registry) expire() []*Entry {
+	var out []*Entry
 	now := r.now()
 	for key, tb := range r.tombs {
 		if now.Before(tb.expires) {
@@ -330,7 +331,7 @@ func (r *Registry) expire() []*Target {
 	return out
 }
 
-func (r *Registry) forgetAll(ts []*Target) {
+func (r *Registry) forgetAll(ts []*Entry) {
 	if r.forget == nil {
 		return
 	}
@@ -379,10 +380,10 @@ func (r *Registry) unindex(key types.NamespacedName, service string) {
 	}
 }
 
-// build makes a Target snapshot; r.mu must be held.
-func (r *Registry) build(es *v1alpha1.ElastiService) *Target {
+// build makes an Entry; r.mu must be held.
+func (r *Registry) build(es *v1alpha1.ElastiService) *Entry {
 	backend := types.NamespacedName{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}
-	t := &Target{
+	t := &Entry{
 		Namespace: es.Namespace,
 		Name:      es.Name,
 		Service:   es.Spec.Service,

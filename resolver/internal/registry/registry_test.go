@@ -48,7 +48,7 @@ func TestParseHost(t *testing.T) {
 	}
 }
 
-func TestParseTarget(t *testing.T) {
+func TestParseKey(t *testing.T) {
 	tests := map[string]struct {
 		in             string
 		wantNS, wantNm string
@@ -64,9 +64,9 @@ func TestParseTarget(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			ns, nm, ok := ParseTarget(tc.in)
+			ns, nm, ok := ParseKey(tc.in)
 			if ns != tc.wantNS || nm != tc.wantNm || ok != tc.wantOK {
-				t.Errorf("ParseTarget(%q) = %q, %q, %v; want %q, %q, %v", tc.in, ns, nm, ok, tc.wantNS, tc.wantNm, tc.wantOK)
+				t.Errorf("ParseKey(%q) = %q, %q, %v; want %q, %q, %v", tc.in, ns, nm, ok, tc.wantNS, tc.wantNm, tc.wantOK)
 			}
 		})
 	}
@@ -81,7 +81,7 @@ func es(ns, name, svc string) *v1alpha1.ElastiService {
 
 type forgot []string
 
-func (f *forgot) Forget(t *Target) { *f = append(*f, t.Key()) }
+func (f *forgot) Forget(t *Entry) { *f = append(*f, t.Key()) }
 
 func TestByHost(t *testing.T) {
 	r := New("cluster.local", nil)
@@ -186,7 +186,7 @@ func TestPortFor(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tg := &Target{Ports: tc.ports}
+			tg := &Entry{Ports: tc.ports}
 			if got, ok := tg.PortFor(tc.route, tc.host); got != tc.want || ok == tc.refused {
 				t.Errorf("PortFor(%d, %d) = %+v, %v; want %+v, %v", tc.route, tc.host, got, ok, tc.want, !tc.refused)
 			}
@@ -198,10 +198,10 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-// forgotTargets records every target forgotten, tombstones included.
-type forgotTargets []*Target
+// forgotEntries records every entry forgotten, tombstones included.
+type forgotEntries []*Entry
 
-func (f *forgotTargets) Forget(t *Target) { *f = append(*f, t) }
+func (f *forgotEntries) Forget(t *Entry) { *f = append(*f, t) }
 
 func TestTombstone(t *testing.T) {
 	private := func(ns, name string, ports ...int32) *corev1.Service {
@@ -351,7 +351,7 @@ func TestTombstone(t *testing.T) {
 			}
 			tc.setup(r, c)
 			for _, l := range tc.look {
-				var got *Target
+				var got *Entry
 				var port int32
 				var err error
 				if l.host != "" {
@@ -389,7 +389,7 @@ func TestTombstone(t *testing.T) {
 // An expired tombstone is dropped at the next write and forgotten once more, so the metric
 // series its requests added go too; a live target of the same key is never forgotten.
 func TestTombstoneExpiryForgets(t *testing.T) {
-	var f forgotTargets
+	var f forgotEntries
 	c := &clock{t: time.Unix(1e9, 0)}
 	r := New("cluster.local", &f)
 	r.now = c.now
