@@ -128,7 +128,8 @@ func run() error {
 // limits are the resolver's hold limits; productLimits are its flags' defaults.
 type limits struct{ total, share, perTarget, limit int }
 
-var productLimits = limits{total: 20000, share: 5000, perTarget: 5000, limit: 5000}
+var productLimits = limits{total: app.DefaultMaxPendingTotal, share: app.DefaultMaxPendingPerNamespace,
+	perTarget: app.DefaultMaxPending, limit: app.DefaultMaxPendingLimit}
 
 // resolver is the real resolver (app.New, through resolvertest) with in-memory sources.
 type resolver struct {
@@ -156,7 +157,7 @@ func (r *resolver) addTarget(service string) types.NamespacedName {
 // addTargetIn adds an ElastiService for service in namespace, asking for maxPending held
 // requests (0: the resolver's default).
 func (r *resolver) addTargetIn(namespace, service string, maxPending int32) types.NamespacedName {
-	es := resolvertest.Target(namespace, service)
+	es := resolvertest.ElastiService(namespace, service)
 	if maxPending > 0 {
 		es.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: &maxPending}
 	}

@@ -22,6 +22,14 @@ import (
 	"github.com/elasti-dev/elasti/resolver/internal/throttler"
 )
 
+// The hold limits that resolver/cmd's flags default to; the bench measures with them too.
+const (
+	DefaultMaxPending             = 5000
+	DefaultMaxPendingTotal        = 20000
+	DefaultMaxPendingPerNamespace = 5000
+	DefaultMaxPendingLimit        = 5000
+)
+
 // Options configure New. A zero value is zero, not a default: resolver/cmd sets every field
 // from its flags, whose help says what each means.
 type Options struct {
@@ -105,8 +113,8 @@ func New(ctx context.Context, o Options) *Resolver {
 		}
 		client = activity.New(ctx, w)
 	}
-	r.Registry = registry.New(o.Domain, forgetter{thr: r.Throttler, activity: client, metrics: r.Metrics, key: r.RouteKey})
-	r.Registry.SetGrace(o.DeletedGrace)
+	r.Registry = registry.New(registry.Options{Domain: o.Domain, Grace: o.DeletedGrace,
+		Forget: forgetter{thr: r.Throttler, activity: client, metrics: r.Metrics, key: r.RouteKey}})
 
 	po := o.Proxy
 	if po.Log.GetSink() == nil {

@@ -33,7 +33,7 @@ func TestRefusedCallerWakesNothing(t *testing.T) {
 		To:   []*apisecurity.Rule_To{{Operation: &apisecurity.Operation{Ports: []string{"8080"}}}},
 	}}
 	h.Policies.Upsert(ap)
-	es := resolvertest.Target("shop", "app")
+	es := resolvertest.ElastiService("shop", "app")
 	es.Status.AuthorizationPolicies = []string{"shop/frontend-only"}
 	h.Add(es, corev1.ServicePort{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)})
 	get := func(principal string) (int, string) {

@@ -45,7 +45,7 @@ func newGoneHarness(t *testing.T, backend string) *goneHarness {
 	}}
 	g.Resolver = resolvertest.New(o)
 	p, _ := strconv.Atoi(port)
-	g.key = g.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: int32(p)})
+	g.key = g.Add(resolvertest.ElastiService("shop", "app"), corev1.ServicePort{Name: "http", Port: int32(p)})
 	g.addr = serveHTTP(t, g.Handler)
 	return g
 }

@@ -75,7 +75,7 @@ func newHarnessWith(t *testing.T, backend string, edits ...func(*app.Options)) *
 		edit(&o)
 	}
 	h.Resolver = resolvertest.New(o)
-	h.key = h.Add(resolvertest.Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
+	h.key = h.Add(resolvertest.ElastiService("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ type Config struct {
 	// MinBodyRate (bytes/s, after BodyGrace) bounds a body streamed to the target.
 	MinBodyRate int64
 	BodyGrace   time.Duration
-	Metrics     *metrics.Metrics
+	Metrics     *metrics.Metrics // required
 	// Policies and Callers check callers against their targets' AuthorizationPolicies.
 	Policies Policies
 	Callers  *Callers
@@ -47,11 +47,8 @@ func Build(c Config) http.Handler {
 	h = &Probe{Next: h, Gate: c.Throttler}
 	h = &Authorize{Next: h, Policies: c.Policies, Callers: c.Callers}
 	h = &Record{Next: h, Metrics: c.Metrics}
-	route := &Route{Next: h, Registry: c.Registry, Signatures: c.Signatures, Domain: c.Domain}
-	if c.Metrics != nil {
-		route.Unknown, route.Unsigned = c.Metrics.UnknownHosts.Inc, c.Metrics.Unsigned.Inc
-	}
-	return route
+	return &Route{Next: h, Registry: c.Registry, Signatures: c.Signatures, Domain: c.Domain,
+		Unknown: c.Metrics.UnknownHosts.Inc, Unsigned: c.Metrics.Unsigned.Inc}
 }
 
 // MaxHeaderBytes bounds a request's header block, which is held in memory as long as the

@@ -48,7 +48,7 @@ type Hold struct {
 	// MaxBody is how much of a held request's body is read while it waits (see heldBody);
 	// 0 reads none.
 	MaxBody int64
-	Metrics *metrics.Metrics
+	Metrics *metrics.Metrics // required
 }
 
 var _ http.Handler = (*Hold)(nil)
@@ -110,10 +110,8 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body *heldBody
 	onHold := func() {
 		counted = true
-		if h.Metrics != nil {
-			h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Inc()
-			h.Metrics.PendingTotal.Inc()
-		}
+		h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Inc()
+		h.Metrics.PendingTotal.Inc()
 		body = holdBody(r, h.MaxBody, func() { cancel(errClientLeft) })
 		h.Activity.Held(es, func() bool { return h.Throttler.Pending(t.Backend) > 0 })
 	}
@@ -124,11 +122,11 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		held, err = h.Throttler.Wait(ctx, t.Backend, maxPending, timeout, onHold)
 	}
-	if counted && h.Metrics != nil {
+	if counted {
 		h.Metrics.Held.WithLabelValues(t.Namespace, t.Name).Dec()
 		h.Metrics.PendingTotal.Dec()
 	}
-	if held && h.Metrics != nil {
+	if held {
 		h.Metrics.HoldDuration.WithLabelValues(t.Namespace, t.Name).Observe(time.Since(start).Seconds())
 	}
 	if held && (err == nil || errors.Is(err, throttler.ErrGone)) {
@@ -146,9 +144,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, throttler.ErrQueueFull), errors.Is(err, throttler.ErrTotalFull),
 		errors.Is(err, throttler.ErrNamespaceFull), errors.Is(err, errMemory):
 		req.Outcome = metrics.OutcomeQueueFull
-		if h.Metrics != nil {
-			h.Metrics.QueueFull.WithLabelValues(t.Namespace, t.Name).Inc()
-		}
+		h.Metrics.QueueFull.WithLabelValues(t.Namespace, t.Name).Inc()
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "elasti: "+err.Error()+"; retry later", http.StatusServiceUnavailable)
 		return
@@ -159,9 +155,7 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, throttler.ErrTimeout):
 		req.Outcome = metrics.OutcomeTimeout
-		if h.Metrics != nil {
-			h.Metrics.HoldTimeouts.WithLabelValues(t.Namespace, t.Name).Inc()
-		}
+		h.Metrics.HoldTimeouts.WithLabelValues(t.Namespace, t.Name).Inc()
 		http.Error(w, "elasti: "+t.Key()+" did not become ready within "+timeout.String(), http.StatusGatewayTimeout)
 		return
 	case errors.Is(err, throttler.ErrDraining):

@@ -24,7 +24,7 @@ import (
 )
 
 func newRegistry() *registry.Registry {
-	r := registry.New("cluster.local", nil)
+	r := registry.New(registry.Options{Domain: "cluster.local", Grace: registry.DefaultGrace})
 	for _, e := range []struct {
 		ns, name, svc string
 		ports         []int32

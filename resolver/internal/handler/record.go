@@ -18,7 +18,7 @@ func (h *Record) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	h.Next.ServeHTTP(sw, r)
 	req := RequestFrom(r.Context())
-	if req == nil || h.Metrics == nil {
+	if req == nil {
 		return
 	}
 	h.Metrics.Response(req.Entry.Namespace, req.Entry.Name, sw.code, req.Outcome)

@@ -102,7 +102,7 @@ type Forgetter interface {
 	Forget(t *Entry)
 }
 
-// DefaultGrace is how long a deleted ElastiService's tombstone lasts unless SetGrace changes it.
+// DefaultGrace is the resolver's default Options.Grace.
 const DefaultGrace = 10 * time.Minute
 
 // tombstone is what is left of a deleted ElastiService: kube-proxy pins a caller's keep-alive
@@ -130,32 +130,34 @@ type Registry struct {
 	now       func() time.Time
 }
 
-// New returns an empty Registry for a cluster domain. forget, if not nil, is told about every
-// target that goes away.
-func New(domain string, forget Forgetter) *Registry {
+// Options configure a Registry.
+type Options struct {
+	// Domain is the cluster DNS domain, such as cluster.local.
+	Domain string
+	// Forget, if not nil, is told about every entry that goes away.
+	Forget Forgetter
+	// Grace is how long a deleted ElastiService still resolves, as a tombstone; 0 keeps none.
+	Grace time.Duration
+}
+
+// New returns an empty Registry.
+func New(o Options) *Registry {
 	return &Registry{
-		domain:    strings.ToLower(strings.TrimSuffix(domain, ".")),
-		forget:    forget,
+		domain:    strings.ToLower(strings.TrimSuffix(o.Domain, ".")),
+		forget:    o.Forget,
 		specs:     map[types.NamespacedName]*v1alpha1.ElastiService{},
 		targets:   map[types.NamespacedName]*Entry{},
 		byService: map[string][]types.NamespacedName{},
 		ports:     map[types.NamespacedName][]Port{},
 		lastPorts: map[types.NamespacedName][]Port{},
 		tombs:     map[types.NamespacedName]tombstone{},
-		grace:     DefaultGrace,
+		grace:     o.Grace,
 		now:       time.Now,
 	}
 }
 
-// SetGrace sets how long a deleted ElastiService still resolves, as a tombstone; 0 keeps none.
-func (r *Registry) SetGrace(d time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.grace = d
-}
-
-// Tombstone returns the tombstone of the ElastiService namespace/name, if it was deleted or
-// renamed its Service within the grace period.
+// Tombstone returns the tombstone of the ElastiService namespace/name, if it was deleted within
+// the grace period.
 func (r *Registry) Tombstone(namespace, name string) (*Entry, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -257,7 +259,9 @@ func (r *Registry) UpsertElastiService(es *v1alpha1.ElastiService) {
 	expired := r.expire()
 	var stale *Entry
 	if old, ok := r.specs[key]; ok && old.Spec.Service != es.Spec.Service {
-		// The old Service's routes are restored; callers pinned to it resolve to a tombstone.
+		// spec.service is immutable, so this is a new ElastiService of the same name: deleted
+		// and re-created while the watch was down, which the relist reports as an update. The
+		// old one's routes are restored; callers pinned to it resolve to a tombstone.
 		r.unindex(key, old.Spec.Service)
 		stale = r.targets[key]
 		r.bury(key, stale)

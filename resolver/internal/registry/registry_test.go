@@ -84,7 +84,7 @@ type forgot []string
 func (f *forgot) Forget(t *Entry) { *f = append(*f, t.Key()) }
 
 func TestByHost(t *testing.T) {
-	r := New("cluster.local", nil)
+	r := New(Options{Domain: "cluster.local", Grace: DefaultGrace})
 	r.UpsertElastiService(es("shop", "app-es", "app"))
 	r.UpsertElastiService(es("shop", "db-es", "db"))
 	r.UpsertElastiService(es("bank", "db-es", "db"))
@@ -132,8 +132,7 @@ func TestByHost(t *testing.T) {
 
 func TestRegistryLifecycle(t *testing.T) {
 	var f forgot
-	r := New("cluster.local", &f)
-	r.SetGrace(0) // no tombstone: TestTombstone covers them
+	r := New(Options{Domain: "cluster.local", Forget: &f}) // no tombstone: TestTombstone covers them
 	e := es("shop", "app-es", "app")
 	e.Spec.Queue = &v1alpha1.QueueSettings{MaxPending: ptr.To[int32](7), HoldTimeout: &metav1.Duration{Duration: 3 * time.Second}}
 	r.UpsertElastiService(e)
@@ -329,7 +328,7 @@ func TestTombstone(t *testing.T) {
 			},
 			look: []lookup{{host: "app", wantErr: ErrAmbiguous}, {host: "app.bank", wantKey: "bank/app-es", wantGone: true, wantPort: 80}},
 		},
-		"renamed Service leaves a tombstone for the old one": {
+		"re-created for another Service, seen as an update after a relist: a tombstone for the old one": {
 			setup: func(r *Registry, _ *clock) {
 				r.UpsertElastiService(es("shop", "app-es", "old"))
 				r.UpsertElastiService(es("shop", "app-es", "new"))
@@ -344,11 +343,12 @@ func TestTombstone(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			c := &clock{t: time.Unix(1e9, 0)}
-			r := New("cluster.local", nil)
-			r.now = c.now
+			grace := DefaultGrace
 			if tc.grace != 0 {
-				r.SetGrace(max(tc.grace, 0))
+				grace = max(tc.grace, 0)
 			}
+			r := New(Options{Domain: "cluster.local", Grace: grace})
+			r.now = c.now
 			tc.setup(r, c)
 			for _, l := range tc.look {
 				var got *Entry
@@ -391,7 +391,7 @@ func TestTombstone(t *testing.T) {
 func TestTombstoneExpiryForgets(t *testing.T) {
 	var f forgotEntries
 	c := &clock{t: time.Unix(1e9, 0)}
-	r := New("cluster.local", &f)
+	r := New(Options{Domain: "cluster.local", Forget: &f, Grace: DefaultGrace})
 	r.now = c.now
 	r.UpsertElastiService(es("shop", "app-es", "app"))
 	r.UpsertElastiService(es("shop", "web-es", "web"))

@@ -47,9 +47,9 @@ func (noActivity) Held(types.NamespacedName, func() bool) {}
 func (noActivity) Active(types.NamespacedName)            {}
 func (noActivity) Forget(types.NamespacedName)            {}
 
-// Target is the ElastiService namespace/service for the Service of the same name, with
+// ElastiService is the ElastiService namespace/service for the Service of the same name, with
 // nothing else set.
-func Target(namespace, service string) *v1alpha1.ElastiService {
+func ElastiService(namespace, service string) *v1alpha1.ElastiService {
 	return &v1alpha1.ElastiService{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: service},
 		Spec:       v1alpha1.ElastiServiceSpec{Service: service},

@@ -27,7 +27,7 @@ func TestResolver(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := New(app.Options{MaxPendingTotal: 10})
-			key := r.Add(Target("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
+			key := r.Add(ElastiService("shop", "app"), corev1.ServicePort{Name: "http", Port: 80})
 			if want := (types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}); key != want {
 				t.Fatalf("key = %v, want %v", key, want)
 			}
