@@ -4,11 +4,8 @@ package samples_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -42,42 +39,14 @@ func TestSamples(t *testing.T) {
 	RunSpecs(t, "Samples dry-run against the CRDs (envtest)")
 }
 
-// moduleFile locates a file of a module pinned by test/tools/crds in the module cache, downloading
-// the module if needed; go mod download checks it against that module's go.sum.
-func moduleFile(module, rel string) (string, error) {
-	cmd := exec.Command("go", "mod", "download", "-json", module)
-	cmd.Dir = repo.Path("test", "tools", "crds")
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, ee.Stderr)
-		}
-		return "", fmt.Errorf("go mod download %s: %w", module, err)
-	}
-	var m struct{ Dir, Version, Error string }
-	if err := json.Unmarshal(out, &m); err != nil {
-		return "", err
-	}
-	if m.Error != "" || m.Dir == "" {
-		return "", fmt.Errorf("go mod download %s: %s", module, m.Error)
-	}
-	path := filepath.Join(m.Dir, rel)
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("%s@%s ships no %s: %w", module, m.Version, rel, err)
-	}
-	return path, nil
-}
-
 var _ = BeforeSuite(func() {
-	keda, err := moduleFile("github.com/kedacore/keda/v2", "config/crd/bases/keda.sh_scaledobjects.yaml")
+	keda, err := repo.KEDACRDs()
 	Expect(err).NotTo(HaveOccurred())
-	rollouts, err := moduleFile("github.com/argoproj/argo-rollouts", "manifests/crds/rollout-crd.yaml")
+	rollouts, err := repo.ToolModuleFile("github.com/argoproj/argo-rollouts", "manifests/crds/rollout-crd.yaml")
 	Expect(err).NotTo(HaveOccurred())
 
-	env, err = testenv.New()
+	env, err = testenv.New(keda, rollouts)
 	Expect(err).NotTo(HaveOccurred())
-	env.CRDInstallOptions.Paths = append(env.CRDInstallOptions.Paths, keda, rollouts)
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })

@@ -29,6 +29,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
+	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 )
 
@@ -59,8 +60,11 @@ func TestReconciler(t *testing.T) {
 
 var _ = BeforeSuite(func() {
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	var err error
-	env, adminCfg, err = testenv.Start()
+	// KEDA's ScaledObject CRD, so that the hand-off to KEDA meets the real schema and the
+	// controller's RBAC for it.
+	keda, err := repo.KEDACRDs()
+	Expect(err).NotTo(HaveOccurred())
+	env, adminCfg, err = testenv.Start(keda)
 	Expect(err).NotTo(HaveOccurred())
 
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme, networkingv1.AddToScheme, securityv1.AddToScheme} {

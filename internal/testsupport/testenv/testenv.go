@@ -11,9 +11,10 @@ import (
 	"github.com/elasti-dev/elasti/internal/testsupport/repo"
 )
 
-// New returns an Environment with elasti's and Istio's CRDs. It needs KUBEBUILDER_ASSETS, which
-// `make test-envtest` sets to the cached, pinned binaries.
-func New() (*envtest.Environment, error) {
+// New returns an Environment with elasti's and Istio's CRDs, and the CRD files or directories in
+// crds, such as repo.KEDACRDs(). It needs KUBEBUILDER_ASSETS, which `make test-envtest` sets to
+// the cached, pinned binaries.
+func New(crds ...string) (*envtest.Environment, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: run the envtest tier with 'make test-envtest'")
 	}
@@ -23,7 +24,7 @@ func New() (*envtest.Environment, error) {
 	}
 	env := &envtest.Environment{
 		CRDInstallOptions: envtest.CRDInstallOptions{
-			Paths:              []string{repo.Path("config", "crd", "bases"), istio},
+			Paths:              append([]string{repo.Path("config", "crd", "bases"), istio}, crds...),
 			ErrorIfPathMissing: true,
 			MaxTime:            time.Minute,
 		},
@@ -35,9 +36,9 @@ func New() (*envtest.Environment, error) {
 	return env, nil
 }
 
-// Start starts an Environment from New and returns it with its rest.Config.
-func Start() (*envtest.Environment, *rest.Config, error) {
-	env, err := New()
+// Start starts an Environment from New(crds...) and returns it with its rest.Config.
+func Start(crds ...string) (*envtest.Environment, *rest.Config, error) {
+	env, err := New(crds...)
 	if err != nil {
 		return nil, nil, err
 	}
