@@ -82,6 +82,7 @@ func run() error {
 		"How long a deleted ElastiService's requests (on connections kube-proxy pinned to the resolver) are still forwarded to its public Service; 0 answers them 404.")
 	flag.StringVar(&o.watchNS, "watch-namespaces", "", "Comma-separated namespaces to serve; empty serves all.")
 	flag.DurationVar(&o.app.Proxy.ConnWait, "upstream-conn-wait", 30*time.Second, "How long a request waits for one of the --max-conns-per-upstream connections before it gets 503 with Retry-After; 0 waits as long as the caller.")
+	flag.BoolVar(&o.app.ColdStartHeader, "cold-start-header", false, "Add X-Elasti-Cold-Start, the time a request waited in the resolver, to the answers of held requests.")
 	flag.Int64Var(&o.app.MaxHeldBody, "max-held-body", 64<<10, "Bytes of a held request's body read while it waits, so a caller that leaves is noticed and the replay never waits on the caller; larger bodies stream the rest.")
 	flag.Int64Var(&o.app.MinBodyRate, "min-body-rate", 1024, "Bytes per second a body streamed to a target must average after --body-grace, so a trickling caller cannot keep one of its connections busy; 0 disables it.")
 	flag.DurationVar(&o.app.BodyGrace, "body-grace", 10*time.Second, "How long a streamed body may stall, and before its rate is checked.")

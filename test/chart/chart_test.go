@@ -249,3 +249,15 @@ func TestMaxConnsPerUpstream(t *testing.T) {
 		t.Errorf("a negative maxConnsPerUpstream was refused without naming it: %s", out)
 	}
 }
+
+func TestColdStartHeaderOffByDefault(t *testing.T) {
+	if a := args(t, find(render(t), "Deployment", "elasti-resolver")); slices.Contains(a, "--cold-start-header") {
+		t.Errorf("resolver args %v have --cold-start-header by default", a)
+	}
+	if a := args(t, find(render(t, "--set", "resolver.coldStartHeader=true"), "Deployment", "elasti-resolver")); !slices.Contains(a, "--cold-start-header") {
+		t.Errorf("resolver args %v lack --cold-start-header with resolver.coldStartHeader=true", a)
+	}
+	if out := renderFailure(t, "--set", "resolver.coldStartHeader=yes"); !strings.Contains(out, "coldStartHeader") {
+		t.Errorf("a non-boolean coldStartHeader was refused without naming it: %s", out)
+	}
+}

@@ -51,7 +51,9 @@ type Options struct {
 	// MaxHeldBody is how much of a held request's body is read while it waits; MinBodyRate
 	// (bytes/s after BodyGrace, 0: none) bounds a body streamed to the target.
 	MaxHeldBody, MinBodyRate int64
-	BodyGrace                time.Duration
+	// ColdStartHeader adds X-Elasti-Cold-Start to the answers of held requests.
+	ColdStartHeader bool
+	BodyGrace       time.Duration
 	// Admit, if set, says whether there is memory for one more held request.
 	Admit func() bool
 	// TrustedPeers are the addresses whose x-forwarded-client-cert names the caller.
@@ -133,7 +135,7 @@ func New(ctx context.Context, o Options) *Resolver {
 		Proxy: proxy.New(po), Registry: r.Registry, Signatures: r.RouteKey, Throttler: r.Throttler, Activity: client,
 		Endpoints: r.Readiness, Upstream: o.Upstream, Domain: o.Domain, MaxPending: o.MaxPending,
 		MaxPendingLimit: o.MaxPendingLimit, HoldTimeout: o.HoldTimeout, Admit: o.Admit,
-		MaxHeldBody: o.MaxHeldBody, MinBodyRate: o.MinBodyRate, BodyGrace: o.BodyGrace, Metrics: r.Metrics,
+		MaxHeldBody: o.MaxHeldBody, MinBodyRate: o.MinBodyRate, BodyGrace: o.BodyGrace, ColdStartHeader: o.ColdStartHeader, Metrics: r.Metrics,
 		Policies: r.Policies, Callers: &handler.Callers{TrustedPeers: o.TrustedPeers},
 	})
 	return r

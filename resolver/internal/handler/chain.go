@@ -33,6 +33,8 @@ type Config struct {
 	MinBodyRate int64
 	BodyGrace   time.Duration
 	Metrics     *metrics.Metrics // required
+	// ColdStartHeader adds HeaderColdStart to the answers of held requests.
+	ColdStartHeader bool
 	// Policies and Callers check callers against their targets' AuthorizationPolicies.
 	Policies Policies
 	Callers  *Callers
@@ -43,7 +45,7 @@ func Build(c Config) http.Handler {
 	h := c.Proxy
 	h = &Forward{Next: h, Mode: c.Upstream, Domain: c.Domain, Endpoints: c.Endpoints, MinBodyRate: c.MinBodyRate, BodyGrace: c.BodyGrace}
 	h = &Hold{Next: h, Throttler: c.Throttler, Activity: c.Activity, Tombstones: c.Registry, MaxPending: c.MaxPending,
-		MaxPendingLimit: c.MaxPendingLimit, HoldTimeout: c.HoldTimeout, Admit: c.Admit, MaxBody: c.MaxHeldBody, Metrics: c.Metrics}
+		MaxPendingLimit: c.MaxPendingLimit, HoldTimeout: c.HoldTimeout, Admit: c.Admit, MaxBody: c.MaxHeldBody, ColdStartHeader: c.ColdStartHeader, Metrics: c.Metrics}
 	h = &Probe{Next: h, Gate: c.Throttler}
 	h = &Authorize{Next: h, Policies: c.Policies, Callers: c.Callers}
 	h = &Record{Next: h, Metrics: c.Metrics}

@@ -1,11 +1,15 @@
 package handler
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/elasti-dev/elasti/resolver/internal/metrics"
@@ -48,8 +52,14 @@ type Hold struct {
 	// MaxBody is how much of a held request's body is read while it waits (see heldBody);
 	// 0 reads none.
 	MaxBody int64
-	Metrics *metrics.Metrics // required
+	// ColdStartHeader adds HeaderColdStart to the answers of held requests.
+	ColdStartHeader bool
+	Metrics         *metrics.Metrics // required
 }
+
+// HeaderColdStart is set on the answer to a held request: how long it waited in the resolver
+// before its answer began, such as "1.234s", so a caller can see a cold start without metrics.
+const HeaderColdStart = "X-Elasti-Cold-Start"
 
 var _ http.Handler = (*Hold)(nil)
 
@@ -117,6 +127,14 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var held bool
 	var err error
+	// A held request's cold start ends with the first byte of its answer, whatever it is; an
+	// answer Hold writes itself ends it here, at return.
+	var cs *coldStartWriter
+	defer func() {
+		if counted && cs == nil {
+			h.Metrics.ColdStart.WithLabelValues(t.Namespace, t.Name, req.Outcome).Observe(time.Since(start).Seconds())
+		}
+	}()
 	if h.Admit != nil && !h.Admit() {
 		err = errMemory
 	} else {
@@ -184,5 +202,55 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(499)
 		return
 	}
+	if counted {
+		cs = &coldStartWriter{ResponseWriter: w, start: start, header: h.ColdStartHeader,
+			observe: h.Metrics.ColdStart.WithLabelValues(t.Namespace, t.Name, req.Outcome)}
+		defer cs.begin() // an answer that never began (the proxy failed to write) ends here
+		w = cs
+	}
 	h.Next.ServeHTTP(w, r)
 }
+
+// coldStartWriter ends a replayed request's cold start at the first byte of its answer: the
+// status line, a body write, or the hijack of an upgrade.
+type coldStartWriter struct {
+	http.ResponseWriter
+	start   time.Time
+	header  bool
+	observe prometheus.Observer
+	done    bool
+}
+
+func (w *coldStartWriter) begin() {
+	if w.done {
+		return
+	}
+	w.done = true
+	d := time.Since(w.start)
+	w.observe.Observe(d.Seconds())
+	if w.header {
+		w.Header().Set(HeaderColdStart, strconv.FormatFloat(d.Seconds(), 'f', 3, 64)+"s")
+	}
+}
+
+func (w *coldStartWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.begin()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *coldStartWriter) Write(b []byte) (int, error) {
+	w.begin()
+	return w.ResponseWriter.Write(b)
+}
+
+// Hijack is the proxy's way to an upgrade; its 101 is written on the hijacked connection, with
+// the headers set by then.
+func (w *coldStartWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.begin()
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// Unwrap lets http.ResponseController reach Flush and the deadlines of the server's writer.
+func (w *coldStartWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

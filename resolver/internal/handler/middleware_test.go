@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/routesig"
@@ -364,6 +367,63 @@ func TestHold(t *testing.T) {
 			}
 			if thr.maxPending != tc.wantMaxPending || thr.timeout != tc.wantTimeout {
 				t.Errorf("limits = %d, %v; want %d, %v", thr.maxPending, thr.timeout, tc.wantMaxPending, tc.wantTimeout)
+			}
+		})
+	}
+}
+
+// A held request's answer says how long it waited when ColdStartHeader is set, and its cold
+// start is observed once, by outcome; a request that was never held has neither.
+func TestColdStart(t *testing.T) {
+	tests := map[string]struct {
+		thr         fakeThrottler
+		header      bool
+		wantHeader  bool
+		wantOutcome string // observed; "" for none
+	}{
+		"replayed, header on":  {thr: fakeThrottler{held: true}, header: true, wantHeader: true, wantOutcome: metrics.OutcomeReplayed},
+		"replayed, header off": {thr: fakeThrottler{held: true}, wantOutcome: metrics.OutcomeReplayed},
+		"timed out while held": {thr: fakeThrottler{held: true, err: throttler.ErrTimeout}, header: true, wantOutcome: metrics.OutcomeTimeout},
+		"passed, never held":   {thr: fakeThrottler{ready: true}, header: true},
+		"queue full, not held": {thr: fakeThrottler{err: throttler.ErrQueueFull}, header: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := metrics.New()
+			thr := tc.thr
+			next := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+			h := &Hold{Next: next, Throttler: &thr, Activity: &fakeActivity{}, MaxPending: 5, HoldTimeout: time.Minute,
+				ColdStartHeader: tc.header, Metrics: m}
+			target := registry.Entry{Namespace: "shop", Name: "app"}
+			r, _ := withRequest(httptest.NewRequest("GET", "/", nil), &target)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			got := w.Result().Header.Get(HeaderColdStart)
+			if tc.wantHeader != (got != "") {
+				t.Errorf("%s = %q, want present %v", HeaderColdStart, got, tc.wantHeader)
+			}
+			if got != "" {
+				if d, err := time.ParseDuration(got); err != nil || d < 0 || d > time.Minute {
+					t.Errorf("%s = %q, want a duration such as 0.001s", HeaderColdStart, got)
+				}
+			}
+			n := testutil.CollectAndCount(m.ColdStart)
+			if tc.wantOutcome == "" {
+				if n != 0 {
+					t.Errorf("%d cold starts observed, want none", n)
+				}
+				return
+			}
+			h2, err := m.ColdStart.GetMetricWithLabelValues("shop", "app", tc.wantOutcome)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pb := &dto.Metric{}
+			if err := h2.(prometheus.Metric).Write(pb); err != nil {
+				t.Fatal(err)
+			}
+			if c := pb.GetHistogram().GetSampleCount(); n != 1 || c != 1 {
+				t.Errorf("cold starts: %d series, %d samples for %s; want one of each", n, c, tc.wantOutcome)
 			}
 		})
 	}
