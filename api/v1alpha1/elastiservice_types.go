@@ -79,6 +79,40 @@ type ElastiServiceSpec struct {
 	// Queue bounds how the resolver holds this Service's requests while the target wakes.
 	// +optional
 	Queue *QueueSettings `json:"queue,omitempty"`
+
+	// ColdStart says how a wake from zero ends.
+	// +optional
+	ColdStart *ColdStart `json:"coldStart,omitempty"`
+}
+
+// Readiness is when held requests may go to a new pod of the target.
+// +kubebuilder:validation:Enum=Probe;Kubelet
+type Readiness string
+
+const (
+	// ReadinessProbe sends held requests to a new pod as soon as elasti has seen it pass its own
+	// startup and readiness probes, which elasti runs itself at short intervals, before the
+	// kubelet's next periodic probe marks it Ready. A pod whose probes elasti cannot run (exec,
+	// none, a probe host, readiness gates) is waited for as with Kubelet.
+	ReadinessProbe Readiness = "Probe"
+	// ReadinessKubelet waits for the kubelet to mark the pod Ready.
+	ReadinessKubelet Readiness = "Kubelet"
+)
+
+// ColdStart configures the end of a wake.
+type ColdStart struct {
+	// Readiness is when held requests may go to a new pod: Probe (the default) once elasti saw
+	// it pass its own probes, or Kubelet once the kubelet marks it Ready.
+	// +optional
+	Readiness Readiness `json:"readiness,omitempty"`
+}
+
+// ReadinessOf is es's spec.coldStart.readiness, with its default.
+func (es *ElastiService) ReadinessOf() Readiness {
+	if es.Spec.ColdStart == nil || es.Spec.ColdStart.Readiness == "" {
+		return ReadinessProbe
+	}
+	return es.Spec.ColdStart.Readiness
 }
 
 // ScaleTargetRef names a resource with a /scale subresource in the ElastiService's namespace.

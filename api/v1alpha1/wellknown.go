@@ -60,6 +60,9 @@ const (
 	ConditionResolverReady = "ResolverReady"
 	// ConditionTriggersHealthy is true when every trigger answered its last query.
 	ConditionTriggersHealthy = "TriggersHealthy"
+	// ConditionDirectProbing is true when the last wake's pod was probed by elasti itself and
+	// passed, and false, with the reason, when elasti waited for the kubelet instead.
+	ConditionDirectProbing = "DirectProbing"
 )
 
 // Reasons of the Ready condition that the controller's decision gives (controller/internal/decide).
@@ -115,6 +118,20 @@ const (
 	ReasonProgrammingFailed = "ProgrammingFailed"
 	// ReasonScaleFailed makes Ready False: a write to /scale failed.
 	ReasonScaleFailed = "ScaleFailed"
+)
+
+// Reasons of the DirectProbing condition.
+const (
+	// ReasonProbePassed: elasti's own probe of the new pod passed, before the kubelet's.
+	ReasonProbePassed = "Passed"
+	// ReasonProbeFailed: the pod failed elasti's probe after passing it, or never passed within
+	// the wake timeout; held requests wait for the kubelet.
+	ReasonProbeFailed = "ProbeFailed"
+	// ReasonNotProbeable: the pod's probes cannot be run by elasti (exec, none, a probe host,
+	// readiness gates, host network); held requests wait for the kubelet.
+	ReasonNotProbeable = "NotProbeable"
+	// ReasonProbingDisabled: spec.coldStart.readiness is Kubelet.
+	ReasonProbingDisabled = "Disabled"
 )
 
 // Key returns "namespace/name", the form HeaderElastiService and the activity signal use.

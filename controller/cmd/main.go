@@ -38,6 +38,7 @@ import (
 	activityv1 "github.com/elasti-dev/elasti/api/activity/v1"
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/podprobe"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/routekey"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
@@ -66,6 +67,7 @@ type options struct {
 	clusterDomain                        string
 	istioRootNamespace                   string
 	drainDelay, triggerInterval          time.Duration
+	directProbing                        bool
 	activityAuth                         string
 	activityUsers                        string
 	activityIssuer                       string
@@ -108,6 +110,7 @@ func run() error {
 	flag.StringVar(&o.resolverPrincipal, "resolver-principal", "", "The resolver's identity as AuthorizationPolicies name it (trust-domain/ns/NAMESPACE/sa/SERVICEACCOUNT); cluster.local/ns/<the resolver's namespace>/sa/elasti-resolver when empty.")
 	flag.StringVar(&o.istioRootNamespace, "istio-root-namespace", "istio-system", "Istio's root namespace (meshConfig.rootNamespace), whose DestinationRules apply mesh-wide.")
 	flag.DurationVar(&o.drainDelay, "drain-delay", 5*time.Second, "How long Proxy mode stays programmed before a target goes to zero, so that every caller's proxy follows the routes first.")
+	flag.BoolVar(&o.directProbing, "direct-probing", true, "Probe a woken target's new pods with their own startup and readiness probes, so that held requests go to a pod as soon as it passes rather than at the kubelet's next periodic probe; ElastiServices opt out with spec.coldStart.readiness: Kubelet. Needs the controller to reach pod IPs.")
 	flag.DurationVar(&o.triggerInterval, "trigger-retry-interval", 30*time.Second, "How soon triggers that could not be read are asked again. Triggers are otherwise asked only when a cooldown would expire.")
 	flag.StringVar(&o.activityAuth, "activity-auth", "tokenreview", "How activity signals are authenticated: tokenreview, or none (only where a NetworkPolicy guards the port).")
 	flag.StringVar(&o.activityUsers, "activity-users", "system:serviceaccount:elasti-system:elasti-resolver", "Comma-separated users whose tokens may send activity signals.")
@@ -320,6 +323,9 @@ func lead(ctx context.Context, term int, sh *shared) error {
 		Events:   events,
 		Triggers: (&triggers.Evaluator{Allowed: sh.allowedTriggers}).Evaluate,
 		Metrics:  sh.metrics,
+	}
+	if o.directProbing {
+		r.Prober = &podprobe.Prober{}
 	}
 	// A standby starts its watches before it leads, so that a new leader reconciles at once
 	// instead of first listing every Service and EndpointSlice it watches. It costs the standby

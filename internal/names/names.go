@@ -26,6 +26,14 @@ func ResolverSlice(service, family string) string {
 	return bounded(service, "elasti-"+family)
 }
 
+// ProbedSlice is the EndpointSlice of PrivateService, one per IP family, that lists the new
+// pods elasti's own probe passed before the kubelet marked them Ready. It carries the private
+// Service's component label, so the resolver reads it with the Service's own slices, and elasti's
+// EndpointSlice manager, so the controller tells it from them.
+func ProbedSlice(service, family string) string {
+	return bounded(service, "elasti-probed-"+family)
+}
+
 // ProxyService is the selectorless Service, in the target's namespace and with the target's
 // ports, whose endpoints are the resolver pods: rewritten routes send to it, so that a caller's
 // Sidecar scope and protocol choice for the target apply to it unchanged.

@@ -34,7 +34,7 @@ type (
 	}
 	xdsLoadAssignment struct {
 		Cluster   string
-		Endpoints []struct{ Address, TLSMode, Workload string }
+		Endpoints []struct{ Address, Health, TLSMode, Workload string }
 	}
 	xdsListener struct {
 		Name   string

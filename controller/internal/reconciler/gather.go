@@ -27,9 +27,13 @@ import (
 // observed is what gather saw. Each part is set once it was read; what a failed read left
 // unread stays zero, and status.go records only what was read.
 type observed struct {
-	public          *corev1.Service
-	scale           scaler.Scale
-	ready           int32
+	public *corev1.Service
+	scale  scaler.Scale
+	// ready counts the target's ready endpoints as the kubelet sees them: elasti's probed slices
+	// are left out, since the public Service's own slices do not list those pods yet.
+	ready int32
+	// private is every EndpointSlice of the private Service, elasti's probed ones included.
+	private         []discoveryv1.EndpointSlice
 	resolvers       []discoveryv1.Endpoint
 	virtualServices []*networkingv1.VirtualService
 	destinationRule *apinetworking.DestinationRule
@@ -103,10 +107,11 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	}
 	obs.scaleRead = true
 
-	if obs.ready, err = r.readyEndpoints(ctx, es.Namespace, names.PrivateService(es.Spec.Service)); err != nil {
+	if obs.private, err = r.slicesOf(ctx, es.Namespace, names.PrivateService(es.Spec.Service)); err != nil {
 		obs.reason = v1alpha1.ReasonListFailed
 		return obs, err
 	}
+	obs.ready = int32(len(readyIn(obs.private, notElastis)))
 	obs.endpointsRead = true
 	if obs.resolvers, err = r.resolverEndpoints(ctx); err != nil {
 		obs.reason = v1alpha1.ReasonListFailed
@@ -137,18 +142,13 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	return obs, nil
 }
 
-func (r *Reconciler) readyEndpoints(ctx context.Context, namespace, service string) (int32, error) {
-	addrs, err := r.readyAddresses(ctx, namespace, service, nil)
-	return int32(len(addrs)), err
-}
-
 // resolverEndpoints lists the resolver's ready endpoints with their Pod references, which the
 // slices elasti writes keep for istiod (resources.slicesFor).
 func (r *Reconciler) resolverEndpoints(ctx context.Context) ([]discoveryv1.Endpoint, error) {
 	return r.endpointsOf(ctx, r.ResolverNamespace, r.ResolverService, nil)
 }
 
-// notElastis keeps the EndpointSlices that elasti did not write: a public Service's own.
+// notElastis keeps the EndpointSlices that elasti did not write: a Service's own.
 func notElastis(s *discoveryv1.EndpointSlice) bool {
 	return s.Labels[discoveryv1.LabelManagedBy] != v1alpha1.EndpointSliceManager
 }
@@ -166,14 +166,26 @@ func (r *Reconciler) readyAddresses(ctx context.Context, namespace, service stri
 
 // endpointsOf is readyAddresses with each endpoint whole.
 func (r *Reconciler) endpointsOf(ctx context.Context, namespace, service string, keep func(*discoveryv1.EndpointSlice) bool) ([]discoveryv1.Endpoint, error) {
+	slices, err := r.slicesOf(ctx, namespace, service)
+	return readyIn(slices, keep), err
+}
+
+// slicesOf lists a Service's EndpointSlices.
+func (r *Reconciler) slicesOf(ctx context.Context, namespace, service string) ([]discoveryv1.EndpointSlice, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := r.List(ctx, &slices, client.InNamespace(namespace),
 		client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		return nil, fmt.Errorf("listing EndpointSlices of %s/%s: %w", namespace, service, err)
 	}
+	return slices.Items, nil
+}
+
+// readyIn lists the ready, non-terminating endpoints of the slices that keep says to keep (all
+// when nil).
+func readyIn(slices []discoveryv1.EndpointSlice, keep func(*discoveryv1.EndpointSlice) bool) []discoveryv1.Endpoint {
 	var eps []discoveryv1.Endpoint
-	for i, s := range slices.Items {
-		if keep != nil && !keep(&slices.Items[i]) {
+	for i, s := range slices {
+		if keep != nil && !keep(&slices[i]) {
 			continue
 		}
 		for _, ep := range s.Endpoints {
@@ -182,7 +194,7 @@ func (r *Reconciler) endpointsOf(ctx context.Context, namespace, service string,
 			}
 		}
 	}
-	return eps, nil
+	return eps
 }
 
 func (r *Reconciler) virtualServicesFor(ctx context.Context, es *v1alpha1.ElastiService) ([]*networkingv1.VirtualService, error) {

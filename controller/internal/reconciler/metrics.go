@@ -16,6 +16,7 @@ type Metrics struct {
 	wakeSeconds  *prometheus.HistogramVec
 	wakeFailures *prometheus.CounterVec
 	routeWrites  *prometheus.CounterVec
+	probeReady   *prometheus.HistogramVec
 }
 
 // NewMetrics returns the reconciler's metrics, unregistered.
@@ -42,12 +43,17 @@ func NewMetrics() *Metrics {
 			Name: "elasti_controller_route_writes_total",
 			Help: "Writes to routing objects, by kind (VirtualService, EndpointSlice, Service, DestinationRule, AuthorizationPolicy).",
 		}, []string{"kind"}),
+		probeReady: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "elasti_controller_probe_ready_seconds",
+			Help:    "Time from a woken pod's start to the first pass of elasti's own probe of it, when held requests may go to it.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 8, 13, 20, 30, 60, 120},
+		}, []string{"namespace", "name"}),
 	}
 }
 
 // Collectors returns the metrics, for registration.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.mode, m.scaleEvents, m.wakeSeconds, m.wakeFailures, m.routeWrites}
+	return []prometheus.Collector{m.mode, m.scaleEvents, m.wakeSeconds, m.wakeFailures, m.routeWrites, m.probeReady}
 }
 
 func (m *Metrics) observeMode(es *v1alpha1.ElastiService) {
@@ -72,4 +78,5 @@ func (m *Metrics) forget(namespace, name string) {
 	m.scaleEvents.DeletePartialMatch(labels)
 	m.wakeSeconds.DeletePartialMatch(labels)
 	m.wakeFailures.DeletePartialMatch(labels)
+	m.probeReady.DeletePartialMatch(labels)
 }

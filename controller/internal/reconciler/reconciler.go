@@ -139,6 +139,10 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		r.setCondition(es, v1alpha1.ConditionReady, false, v1alpha1.ReasonScaleFailed, err.Error())
 		return ctrl.Result{}, err
 	}
+	// New pods that elasti's own probe passed, for the resolver, while the wake's callers wait.
+	if err := r.syncProbed(ctx, es, d, obs); err != nil {
+		return ctrl.Result{}, err
+	}
 	// 4. Status.
 	r.recordActivity(es, obs.lastActivity)
 	r.setReady(es, d, obs)

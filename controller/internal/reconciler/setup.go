@@ -9,7 +9,9 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/podprobe"
 	"github.com/elasti-dev/elasti/controller/internal/routes"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/controller/internal/triggers"
@@ -33,7 +36,7 @@ import (
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=elasti.dev,resources=elastiservices/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
@@ -103,6 +106,10 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 	// Metrics are recorded here; SetupWithManager makes an unregistered set when nil.
 	Metrics *Metrics
+	// Prober, if set, probes a woken target's new pods so that held requests can go to them
+	// before the kubelet marks them Ready (spec.coldStart.readiness). SetupWithManager sets its
+	// Changed.
+	Prober *podprobe.Prober
 
 	// pods reads the pods of a target whose wake failed, and a target's pod template for a policy
 	// selector, straight from the API server: a cache would watch every pod and Deployment in the
@@ -151,6 +158,15 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	}
 	if r.Events != nil {
 		b = b.WatchesRawSource(source.Channel(r.Events, &handler.EnqueueRequestForObject{}))
+	}
+	if r.Prober != nil {
+		// A pod that passed or failed is news for its ElastiService's next pass. The send
+		// blocks rather than drop it; the controller drains the channel as it runs.
+		probed := make(chan event.GenericEvent, 256)
+		r.Prober.Changed = func(owner types.NamespacedName) {
+			probed <- event.GenericEvent{Object: &v1alpha1.ElastiService{ObjectMeta: metav1.ObjectMeta{Namespace: owner.Namespace, Name: owner.Name}}}
+		}
+		b = b.WatchesRawSource(source.Channel(probed, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(r)
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/activity"
+	"github.com/elasti-dev/elasti/controller/internal/podprobe"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/internal/testsupport/fakeprom"
@@ -102,6 +103,7 @@ var _ = BeforeSuite(func() {
 		Activity: store,
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,
+		Prober:   &podprobe.Prober{},
 	}
 	Expect(r.SetupWithManager(testCtx, mgr, controller.Options{MaxConcurrentReconciles: 4})).To(Succeed())
 	go func() {

@@ -335,3 +335,61 @@ func headerKey(h string) string {
 	}
 	return string(b)
 }
+
+// Probed is one pod that elasti's own probe passed: its endpoint and ports as the private
+// Service's own EndpointSlice lists them, not yet ready there.
+type Probed struct {
+	Endpoint    discoveryv1.Endpoint
+	Ports       []discoveryv1.EndpointPort
+	AddressType discoveryv1.AddressType
+}
+
+// MakeProbedSlices lists the probed pods as ready endpoints of the private Service, one slice per
+// IP family. The resolver then replays to them, and istiod gives them to the resolver's sidecar
+// with the pod's identity, since each endpoint keeps its Pod reference. A slice holds one set of
+// ports; a pod whose ports differ from the first one's of its family (a named target port that
+// resolves differently) waits for the kubelet.
+func MakeProbedSlices(es *v1alpha1.ElastiService, probed []Probed) []*discoveryv1.EndpointSlice {
+	byFamily := map[discoveryv1.AddressType]*discoveryv1.EndpointSlice{}
+	for _, p := range probed {
+		if p.AddressType != discoveryv1.AddressTypeIPv4 && p.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		s := byFamily[p.AddressType]
+		if s == nil {
+			l := labels(es, ComponentPrivateService)
+			l[discoveryv1.LabelServiceName] = names.PrivateService(es.Spec.Service)
+			l[discoveryv1.LabelManagedBy] = v1alpha1.EndpointSliceManager
+			s = &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Name: names.ProbedSlice(es.Spec.Service, familyName(p.AddressType)), Namespace: es.Namespace, Labels: l, OwnerReferences: owner(es)},
+				AddressType: p.AddressType,
+				Ports:       p.Ports,
+			}
+			byFamily[p.AddressType] = s
+		} else if !slices.EqualFunc(s.Ports, p.Ports, samePort) {
+			continue
+		}
+		ep := *p.Endpoint.DeepCopy()
+		ep.Conditions = discoveryv1.EndpointConditions{Ready: ptr.To(true), Serving: ptr.To(true), Terminating: ptr.To(false)}
+		s.Endpoints = append(s.Endpoints, ep)
+	}
+	var out []*discoveryv1.EndpointSlice
+	for _, family := range []discoveryv1.AddressType{discoveryv1.AddressTypeIPv4, discoveryv1.AddressTypeIPv6} {
+		if s := byFamily[family]; s != nil {
+			sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].Addresses[0] < s.Endpoints[j].Addresses[0] })
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func samePort(a, b discoveryv1.EndpointPort) bool {
+	return ptr.Deref(a.Name, "") == ptr.Deref(b.Name, "") && ptr.Deref(a.Port, 0) == ptr.Deref(b.Port, 0) &&
+		ptr.Deref(a.Protocol, corev1.ProtocolTCP) == ptr.Deref(b.Protocol, corev1.ProtocolTCP) &&
+		ptr.Deref(a.AppProtocol, "") == ptr.Deref(b.AppProtocol, "")
+}
+
+// ProbedSliceNames lists every name MakeProbedSlices can produce, so stale ones can be removed.
+func ProbedSliceNames(es *v1alpha1.ElastiService) []string {
+	return []string{names.ProbedSlice(es.Spec.Service, "ipv4"), names.ProbedSlice(es.Spec.Service, "ipv6")}
+}

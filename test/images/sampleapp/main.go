@@ -10,6 +10,7 @@
 //	GET /sse           server-sent events
 //	GET /ws            WebSocket echo
 //	GET /healthz       200 once started
+//	GET /status/NNN    answers with status NNN (a readiness path that never passes, say)
 //
 // Environment:
 //
@@ -17,6 +18,8 @@
 //	                      test can count executions across pods that are gone (a hostPath volume)
 //	SHUTDOWN_DELAY=3s     on SIGTERM, keep serving this long with Connection: close on every
 //	                      response, while the endpoints drop the pod, then shut down gracefully
+//	LISTEN_DELAY=1.5s     wait this long after start before listening on the HTTP port, as an
+//	                      app that loads before it serves; it logs when it listens
 package main
 
 import (
@@ -86,6 +89,19 @@ func handle(mux *http.ServeMux, path, name string, draining *atomic.Bool, h http
 	})
 }
 
+// durationEnv reads a duration from the environment; unset is zero.
+func durationEnv(name string) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		log.Fatalf("%s: %v", name, err)
+	}
+	return d
+}
+
 func main() {
 	pod, _ := os.Hostname()
 	c := &counts{m: map[string]int{}}
@@ -96,14 +112,7 @@ func main() {
 		}
 		c.ledger = f
 	}
-	var shutdownDelay time.Duration
-	if v := os.Getenv("SHUTDOWN_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			log.Fatalf("SHUTDOWN_DELAY: %v", err)
-		}
-		shutdownDelay = d
-	}
+	shutdownDelay, listenDelay := durationEnv("SHUTDOWN_DELAY"), durationEnv("LISTEN_DELAY")
 	draining := &atomic.Bool{}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(served)
@@ -158,6 +167,14 @@ func main() {
 		}
 	})
 	handle(mux, "/healthz", "healthz", draining, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	handle(mux, "/status/{code}", "status", draining, func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.PathValue("code"))
+		if err != nil || code < 200 || code > 599 {
+			http.Error(w, "status must be 200 to 599", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(code)
+	})
 
 	lis, err := net.Listen("tcp", ":9090")
 	if err != nil {
@@ -180,7 +197,13 @@ func main() {
 	}
 	srv := &http.Server{Addr: fmt.Sprintf(":%d", port), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
-		if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		time.Sleep(listenDelay)
+		l, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Printf("listening on %s at %s", srv.Addr, time.Now().UTC().Format(time.RFC3339Nano))
+		if err := srv.Serve(l); err != http.ErrServerClosed {
 			log.Fatal(err)
 		}
 	}()

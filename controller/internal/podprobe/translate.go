@@ -219,7 +219,7 @@ func translateHTTP(c *corev1.Container, g *corev1.HTTPGetAction, podIP string) (
 }
 
 // hostNotProbeable refuses a probe's host: the kubelet connects to it from the node, where
-// localhost is the node itself; from the resolver the name may lead elsewhere or nowhere.
+// localhost is the node itself; from elsewhere the name may lead elsewhere or nowhere.
 func hostNotProbeable(c *corev1.Container, host string) error {
 	return &NotProbeableError{Container: c.Name, Reason: fmt.Sprintf("probe host %q", host)}
 }

@@ -19,12 +19,11 @@ type Backoff struct {
 	// Max caps a wait; default 500ms, which still beats the kubelet's periodSeconds by far.
 	Max time.Duration
 	// Jitter shortens each wait by a random fraction up to this, in [0, 1); default 0.2. It keeps
-	// resolver replicas probing the same pod apart, and never takes a wait past Max.
+	// the probes of pods that started together apart, and never takes a wait past Max.
 	Jitter float64
 	// Attempts bounds the checks; default 500.
 	Attempts int
-	// Timeout bounds the whole of Run, the check under way included; default 2m, the resolver's
-	// default hold timeout.
+	// Timeout bounds the whole of Run, the check under way included; default 2m.
 	Timeout time.Duration
 }
 

@@ -1,0 +1,125 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/elasti-dev/elasti/api/v1alpha1"
+	"github.com/elasti-dev/elasti/internal/names"
+)
+
+// The kubelet's default readiness period, which most users keep.
+const defaultPeriod = 10
+
+var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldstart"), func() {
+	// startSlowly makes the target, at zero, an app that listens listenDelay after it starts,
+	// with a readiness probe on path at the kubelet's default period.
+	startSlowly := func(a *app, path string, listenDelay time.Duration) {
+		GinkgoHelper()
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, d)).To(Succeed())
+		patch := client.MergeFrom(d.DeepCopy())
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: "LISTEN_DELAY", Value: listenDelay.String()})
+		c.ReadinessProbe = &corev1.Probe{PeriodSeconds: defaultPeriod,
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}}}
+		Expect(k8s.Patch(ctx, d, patch)).To(Succeed())
+	}
+	newPod := func(a *app) corev1.Pod {
+		GinkgoHelper()
+		var pods corev1.PodList
+		Expect(k8s.List(ctx, &pods, client.InNamespace(a.ns), client.MatchingLabels{"app": "shop"})).To(Succeed())
+		Expect(pods.Items).To(HaveLen(1))
+		return pods.Items[0]
+	}
+
+	It("answers a request at zero, exactly once, well before the kubelet's periodSeconds: 10 marks the pod Ready", func(sctx SpecContext) {
+		a := deployApp(5)
+		DeferCleanup(removeApp, a)
+		a.toZero()
+		const listenDelay = 3 * time.Second
+		startSlowly(a, "/healthz", listenDelay)
+
+		w := watchWake(a)
+		r := getOnce(a, "cold-1")
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.code).To(Equal(http.StatusOK), r.body)
+
+		By("the resolver's sidecar gets the pod from istiod before the kubelet marks it Ready")
+		private := "outbound|80||" + names.PrivateService("shop") + "." + a.ns + ".svc.cluster.local"
+		pod := newPod(a)
+		Eventually(func() ([]xdsLoadAssignment, error) {
+			return probeXDS[[]xdsLoadAssignment](sctx, append(asPod(resolverPods()[0]), "-kind", "eds", "-names", private)...)
+		}).WithTimeout(5 * time.Second).WithPolling(200 * time.Millisecond).Should(ConsistOf(HaveField("Endpoints",
+			ContainElement(And(HaveField("Address", HavePrefix(pod.Status.PodIP+":")), HaveField("Workload", HavePrefix("shop;"+a.ns+";")),
+				HaveField("Health", Not(BeElementOf("UNHEALTHY", "DRAINING", "TIMEOUT", "DEGRADED"))))))))
+		sawEDS := time.Now()
+
+		var ready time.Time
+		Eventually(func() bool {
+			if p := newPod(a); podReady(&p) {
+				ready = time.Now()
+			}
+			return !ready.IsZero()
+		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(BeTrue())
+		scaled, _ := w()
+		GinkgoWriter.Printf("scaled up to answer %s; answer to the kubelet's Ready %s\n",
+			r.end.Sub(scaled).Round(10*time.Millisecond), ready.Sub(r.end).Round(10*time.Millisecond))
+		Expect(r.end.Sub(scaled)).To(BeNumerically(">=", listenDelay), "answered before the app listened")
+		// The condition's time is truncated to the second, so it is no later than the truth.
+		var readySince time.Time
+		for _, c := range newPod(a).Status.Conditions {
+			if c.Type == corev1.PodReady {
+				readySince = c.LastTransitionTime.Time
+			}
+		}
+		Expect(readySince.Sub(r.end)).To(BeNumerically(">=", 2*time.Second), "answered by the kubelet's readiness, not elasti's probe")
+		Expect(sawEDS.Before(readySince)).To(BeTrue(), "istiod had the pod only once the kubelet marked it Ready")
+
+		c := a.condition(v1alpha1.ConditionDirectProbing)
+		Expect(c).NotTo(BeNil())
+		Expect(c.Reason).To(Equal(v1alpha1.ReasonProbePassed), c.Message)
+		Eventually(func() v1alpha1.Mode { return a.status().Mode }).WithTimeout(30 * time.Second).Should(Equal(v1alpha1.ModeServe))
+		Expect(a.counts()).To(HaveKeyWithValue("cold-1", 1))
+	})
+
+	It("never sends a request to a pod that listens but answers its readiness path 503", func() {
+		a := deployApp(5)
+		DeferCleanup(removeApp, a)
+		es := &v1alpha1.ElastiService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, es)).To(Succeed())
+		patch := client.MergeFrom(es.DeepCopy())
+		es.Spec.Queue = &v1alpha1.QueueSettings{HoldTimeout: &metav1.Duration{Duration: 5 * time.Second}}
+		Expect(k8s.Patch(ctx, es, patch)).To(Succeed())
+		a.toZero()
+		startSlowly(a, "/status/503", 0)
+
+		r := getOnce(a, "cold-503")
+		Expect(r.err).NotTo(HaveOccurred())
+		Expect(r.code).To(Equal(http.StatusGatewayTimeout), r.body)
+		pod := newPod(a)
+		Expect(pod.Status.PodIP).NotTo(BeEmpty())
+		// The pod is never Ready, so its ledger is read at its own address.
+		resp, err := http.Get(fmt.Sprintf("http://%s:8080/counts", pod.Status.PodIP))
+		Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		counts := map[string]int{}
+		Expect(json.NewDecoder(resp.Body).Decode(&counts)).To(Succeed())
+		Expect(counts).To(BeEmpty(), "a request reached a pod that never passed its readiness probe")
+		ready := meta.FindStatusCondition(a.status().Conditions, v1alpha1.ConditionDirectProbing)
+		Expect(ready == nil || ready.Reason != v1alpha1.ReasonProbePassed).To(BeTrue(), "DirectProbing says Passed")
+	})
+})
