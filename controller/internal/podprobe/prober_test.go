@@ -130,3 +130,32 @@ func TestProberKeepLetsGo(t *testing.T) {
 		t.Error("Close left a pod tracked")
 	}
 }
+
+// After the pass only readiness is checked again: the kubelet runs a startup probe until it
+// passes once, and never after.
+func TestProberRechecksReadinessOnly(t *testing.T) {
+	started := newStatusServer(t, http.StatusOK)
+	ready := newStatusServer(t, http.StatusOK)
+	c := newChanges()
+	p := &Prober{Recheck: 5 * time.Millisecond, Changed: c.changed}
+	defer p.Close()
+	probe := mustTranslate(t, newPod(corev1.Container{Name: "app",
+		StartupProbe:   httpProbe(started.port(t), "/started"),
+		ReadinessProbe: httpProbe(ready.port(t), "/ready")}))
+	p.Start(owner, Target{UID: "pod-1", Probe: probe, Backoff: fastBackoff()})
+	waitState(t, p, c, "pod-1", Passed)
+	started.status.Store(http.StatusServiceUnavailable)
+	before := ready.hits.Load()
+	time.Sleep(50 * time.Millisecond)
+	if s := p.Keep(owner, map[types.UID]bool{"pod-1": true})["pod-1"]; s.State != Passed {
+		t.Errorf("state %s (%v) after the startup endpoint failed; want Passed", s.State, s.Err)
+	}
+	if n := started.hits.Load(); n != 1 {
+		t.Errorf("startup probe checked %d times, want once", n)
+	}
+	if ready.hits.Load() == before {
+		t.Error("readiness was not checked again after the pass")
+	}
+	ready.status.Store(http.StatusServiceUnavailable)
+	waitState(t, p, c, "pod-1", Failed)
+}
