@@ -132,6 +132,10 @@ const (
 	ReasonNotProbeable = "NotProbeable"
 	// ReasonProbingDisabled: spec.coldStart.readiness is Kubelet.
 	ReasonProbingDisabled = "Disabled"
+	// ReasonProbingDestinationRule: the Service has a DestinationRule, whose subsets and traffic
+	// policy elasti mirrors for replays to the private Service only; held requests wait for the
+	// kubelet.
+	ReasonProbingDestinationRule = "DestinationRule"
 )
 
 // Key returns "namespace/name", the form HeaderElastiService and the activity signal use.
@@ -142,13 +146,20 @@ func (es *ElastiService) Key() string { return es.Namespace + "/" + es.Name }
 // slices by it; the controller finds slices by kubernetes.io/service-name.
 const LabelComponent = "elasti.dev/component"
 
+// LabelProbedFor on a probed slice names the private Service whose target's pods it lists.
+const LabelProbedFor = "elasti.dev/probed-for"
+
 // LabelComponent values. The resolver selects private Services (and, through the label the
 // EndpointSlice controller copies, their slices) by ComponentPrivateService.
 const (
 	ComponentPrivateService = "private-service"
-	ComponentResolverSlice  = "resolver-slice"
-	ComponentProxyService   = "proxy-service"
-	ComponentReplayRoute    = "replay-route"
+	// ComponentProbedService marks the Service whose slices list the new pods elasti's own probe
+	// passed (names.ProbedService); the slices carry ComponentPrivateService and LabelProbedFor,
+	// so the resolver reads them as its private Service's.
+	ComponentProbedService = "probed-service"
+	ComponentResolverSlice = "resolver-slice"
+	ComponentProxyService  = "proxy-service"
+	ComponentReplayRoute   = "replay-route"
 	// ComponentAuthorization marks the AuthorizationPolicy that lets the resolver's replays
 	// through a target's ALLOW policies; the resolver checks each caller against those first.
 	ComponentAuthorization = "resolver-authorization"

@@ -26,10 +26,14 @@ func ResolverSlice(service, family string) string {
 	return bounded(service, "elasti-"+family)
 }
 
-// ProbedSlice is the EndpointSlice of PrivateService, one per IP family, that lists the new
-// pods elasti's own probe passed before the kubelet marked them Ready. It carries the private
-// Service's component label, so the resolver reads it with the Service's own slices, and elasti's
-// EndpointSlice manager, so the controller tells it from them.
+// ProbedService is the selectorless Service, with the public Service's ports, whose endpoints are
+// the new pods elasti's own probe passed before the kubelet marked them Ready. It is apart from
+// PrivateService because kube-proxy and istiod keep one of two slices' entries for the same
+// address arbitrarily, so a ready entry beside the kubelet's not-ready one would be ignored at
+// random.
+func ProbedService(service string) string { return bounded(service, "elasti-probed") }
+
+// ProbedSlice is the EndpointSlice of ProbedService, one per IP family.
 func ProbedSlice(service, family string) string {
 	return bounded(service, "elasti-probed-"+family)
 }

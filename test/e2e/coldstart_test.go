@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -38,6 +39,17 @@ var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldst
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}}}
 		Expect(k8s.Patch(ctx, d, patch)).To(Succeed())
 	}
+	// withoutDestinationRule drops the app's subset: elasti replays to probed pods only for a
+	// Service with no DestinationRule, whose subsets and policy it mirrors for the private host.
+	withoutDestinationRule := func(a *app) {
+		GinkgoHelper()
+		Expect(k8s.Delete(ctx, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: "shop"}})).To(Succeed())
+		vs := &networkingv1.VirtualService{}
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, vs)).To(Succeed())
+		vs.Spec.Http[0].Route[0].Destination.Subset = ""
+		Expect(k8s.Update(ctx, vs)).To(Succeed())
+		a.vs = vs.Spec.DeepCopy()
+	}
 	newPod := func(a *app) corev1.Pod {
 		GinkgoHelper()
 		var pods corev1.PodList
@@ -49,6 +61,7 @@ var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldst
 	It("answers a request at zero, exactly once, well before the kubelet's periodSeconds: 10 marks the pod Ready", func(sctx SpecContext) {
 		a := deployApp(5)
 		DeferCleanup(removeApp, a)
+		withoutDestinationRule(a)
 		a.toZero()
 		const listenDelay = 3 * time.Second
 		startSlowly(a, "/healthz", listenDelay)
@@ -58,11 +71,11 @@ var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldst
 		Expect(r.err).NotTo(HaveOccurred())
 		Expect(r.code).To(Equal(http.StatusOK), r.body)
 
-		By("the resolver's sidecar gets the pod from istiod before the kubelet marks it Ready")
-		private := "outbound|80||" + names.PrivateService("shop") + "." + a.ns + ".svc.cluster.local"
+		By("the resolver's sidecar gets the pod, healthy, from istiod before the kubelet marks it Ready")
+		probed := "outbound|80||" + names.ProbedService("shop") + "." + a.ns + ".svc.cluster.local"
 		pod := newPod(a)
 		Eventually(func() ([]xdsLoadAssignment, error) {
-			return probeXDS[[]xdsLoadAssignment](sctx, append(asPod(resolverPods()[0]), "-kind", "eds", "-names", private)...)
+			return probeXDS[[]xdsLoadAssignment](sctx, append(asPod(resolverPods()[0]), "-kind", "eds", "-names", probed)...)
 		}).WithTimeout(5 * time.Second).WithPolling(200 * time.Millisecond).Should(ConsistOf(HaveField("Endpoints",
 			ContainElement(And(HaveField("Address", HavePrefix(pod.Status.PodIP+":")), HaveField("Workload", HavePrefix("shop;"+a.ns+";")),
 				HaveField("Health", Not(BeElementOf("UNHEALTHY", "DRAINING", "TIMEOUT", "DEGRADED"))))))))
@@ -99,6 +112,7 @@ var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldst
 	It("never sends a request to a pod that listens but answers its readiness path 503", func() {
 		a := deployApp(5)
 		DeferCleanup(removeApp, a)
+		withoutDestinationRule(a)
 		es := &v1alpha1.ElastiService{}
 		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "shop"}, es)).To(Succeed())
 		patch := client.MergeFrom(es.DeepCopy())
@@ -119,7 +133,8 @@ var _ = Describe("Cold start bounded by the app, not the kubelet", Label("coldst
 		counts := map[string]int{}
 		Expect(json.NewDecoder(resp.Body).Decode(&counts)).To(Succeed())
 		Expect(counts).To(BeEmpty(), "a request reached a pod that never passed its readiness probe")
+		// Probing applied: the pod was probed and never passed.
 		ready := meta.FindStatusCondition(a.status().Conditions, v1alpha1.ConditionDirectProbing)
-		Expect(ready == nil || ready.Reason != v1alpha1.ReasonProbePassed).To(BeTrue(), "DirectProbing says Passed")
+		Expect(ready == nil || ready.Reason == v1alpha1.ReasonProbeFailed).To(BeTrue(), "DirectProbing: %+v", ready)
 	})
 })

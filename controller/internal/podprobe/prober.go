@@ -12,11 +12,11 @@ import (
 type State int
 
 const (
-	// Probing: the pod has not passed yet.
+	// Probing means the pod has not passed yet.
 	Probing State = iota
-	// Passed: the pod passed, and every recheck since.
+	// Passed means the pod passed, and every recheck since.
 	Passed
-	// Failed: the pod failed a recheck after it passed, or Run gave up. Its probes are not
+	// Failed means the pod failed a recheck after it passed, or Run gave up. Its probes are not
 	// trusted again: whoever waits on it waits for the kubelet.
 	Failed
 )

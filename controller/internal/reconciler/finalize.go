@@ -95,6 +95,7 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	own := []client.Object{
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.PrivateService(es.Spec.Service)}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProbedService(es.Spec.Service)}},
 	}
 	if r.Istio {
 		own = append(own, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}})
@@ -102,7 +103,7 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	if r.AuthorizationPolicies {
 		own = append(own, &securityv1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ResolverAuthorizationPolicy(es.Spec.Service)}})
 	}
-	for _, n := range resources.ProxySliceNames(es) {
+	for _, n := range append(resources.ProxySliceNames(es), resources.ProbedSliceNames(es)...) {
 		own = append(own, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: n}})
 	}
 	if err := r.deleteAll(ctx, own...); err != nil {

@@ -29,10 +29,10 @@ import (
 type observed struct {
 	public *corev1.Service
 	scale  scaler.Scale
-	// ready counts the target's ready endpoints as the kubelet sees them: elasti's probed slices
-	// are left out, since the public Service's own slices do not list those pods yet.
+	// ready counts the target's ready endpoints as the kubelet sees them. elasti's probed slices
+	// are the probed Service's, not the private Service's, so they are not counted.
 	ready int32
-	// private is every EndpointSlice of the private Service, elasti's probed ones included.
+	// private is every EndpointSlice of the private Service.
 	private         []discoveryv1.EndpointSlice
 	resolvers       []discoveryv1.Endpoint
 	virtualServices []*networkingv1.VirtualService

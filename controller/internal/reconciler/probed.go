@@ -8,7 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/podprobe"
 	"github.com/elasti-dev/elasti/controller/internal/resources"
 	"github.com/elasti-dev/elasti/internal/endpoints"
+	"github.com/elasti-dev/elasti/internal/names"
 )
 
 // newPod is a pod of the target that the private Service's own slices list as not ready yet.
@@ -46,10 +49,10 @@ func newPods(private []discoveryv1.EndpointSlice) []newPod {
 }
 
 // syncProbed runs elasti's own probes on the target's new pods while a wake's callers wait in
-// Proxy mode, and lists the pods that passed in the private Service's probed slices: the resolver
-// replays to them, and istiod gives them to its sidecar, before the kubelet's next periodic
-// probe marks them Ready. Everything is let go of, and the slices removed, once the mode is Serve,
-// the target is at zero, or spec.coldStart.readiness is Kubelet.
+// Proxy mode, and lists the pods that passed in the probed Service's slices: the resolver replays
+// to them, and istiod gives them to its sidecar, before the kubelet's next periodic probe marks
+// them Ready. Everything is let go of, and the probed Service removed, once the mode is Serve, the
+// target is at zero, or probing does not apply.
 func (r *Reconciler) syncProbed(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, obs *observed) error {
 	if r.Prober == nil || r.pods == nil {
 		return nil
@@ -60,9 +63,17 @@ func (r *Reconciler) syncProbed(ctx context.Context, es *v1alpha1.ElastiService,
 	if waking {
 		pods = newPods(obs.private)
 	}
-	if len(pods) > 0 && es.ReadinessOf() == v1alpha1.ReadinessKubelet {
+	switch {
+	case len(pods) == 0:
+	case es.ReadinessOf() == v1alpha1.ReadinessKubelet:
 		r.setCondition(es, v1alpha1.ConditionDirectProbing, false, v1alpha1.ReasonProbingDisabled,
 			"spec.coldStart.readiness is Kubelet: held requests wait for the kubelet to mark a pod Ready")
+		pods = nil
+	case obs.destinationRule != nil:
+		// The replay routes that pick a subset and carry the traffic policy are on the private
+		// host only, and a probed pod may be of any subset.
+		r.setCondition(es, v1alpha1.ConditionDirectProbing, false, v1alpha1.ReasonProbingDestinationRule,
+			"the Service has a DestinationRule, whose subsets and traffic policy apply to replays through the private Service: held requests wait for the kubelet")
 		pods = nil
 	}
 	uids := make(map[types.UID]bool, len(pods))
@@ -101,8 +112,30 @@ func (r *Reconciler) syncProbed(ctx context.Context, es *v1alpha1.ElastiService,
 		r.setCondition(es, v1alpha1.ConditionDirectProbing, false, v1alpha1.ReasonNotProbeable,
 			"held requests wait for the kubelet: "+refused[0])
 	}
-	_, err := r.syncSlices(ctx, es, resources.MakeProbedSlices(es, passed), resources.ProbedSliceNames(es))
-	return err
+	// The Service before its slices, and gone after them: a slice never names a Service that is
+	// not there.
+	want := resources.MakeProbedSlices(es, passed)
+	if len(want) > 0 {
+		svc, have := resources.MakeProbedService(es, obs.public, r.ResolverNamespace), &corev1.Service{}
+		if err := r.upsert(ctx, svc, have, func() bool {
+			return have.Spec.Type == svc.Spec.Type && len(have.Spec.Selector) == 0 && have.Spec.ExternalName == "" &&
+				len(have.Spec.ExternalIPs) == 0 && equality.Semantic.DeepEqual(have.Spec.Ports, svc.Spec.Ports) &&
+				have.Annotations[resources.AnnotationExportTo] == svc.Annotations[resources.AnnotationExportTo]
+		}, func() {
+			have.Spec.Type, have.Spec.Selector, have.Spec.ExternalName, have.Spec.ExternalIPs = svc.Spec.Type, nil, "", nil
+			have.Spec.Ports = svc.Spec.Ports
+			metav1.SetMetaDataAnnotation(&have.ObjectMeta, resources.AnnotationExportTo, svc.Annotations[resources.AnnotationExportTo])
+		}); err != nil {
+			return err
+		}
+	}
+	if _, err := r.syncSlices(ctx, es, want, resources.ProbedSliceNames(es)); err != nil {
+		return err
+	}
+	if len(want) == 0 {
+		return r.deleteAll(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: es.Namespace, Name: names.ProbedService(es.Spec.Service)}})
+	}
+	return nil
 }
 
 // startProbe reads the pod once and probes it, or records why it cannot be probed. The pod is

@@ -12,6 +12,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -93,6 +94,21 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 		err := k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProbedSlice("target", "ipv4")}, s)
 		return s, err
 	}
+	probedGone := func(f *fixture) bool {
+		_, err := probedSlice(f)
+		svcErr := k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProbedService("target")}, &corev1.Service{})
+		return apierrors.IsNotFound(err) && apierrors.IsNotFound(svcErr)
+	}
+	// withoutDestinationRule removes the fixture's subsets: their replay routes are on the
+	// private host, so elasti probes only targets without a DestinationRule.
+	withoutDestinationRule := func(f *fixture) {
+		Expect(k8s.Delete(testCtx, &networkingv1.DestinationRule{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "target"}})).To(Succeed())
+		vs := &networkingv1.VirtualService{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: "target"}, vs)).To(Succeed())
+		vs.Spec.Http[0].Route = vs.Spec.Http[0].Route[:1]
+		vs.Spec.Http[0].Route[0].Destination.Subset, vs.Spec.Http[0].Route[0].Weight = "", 0
+		Expect(k8s.Update(testCtx, vs)).To(Succeed())
+	}
 	probing := func(f *fixture) metav1.Condition {
 		c := meta.FindStatusCondition(f.status().Conditions, v1alpha1.ConditionDirectProbing)
 		if c == nil {
@@ -114,6 +130,7 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 
 	It("lists a pod that passed for the resolver before the kubelet does, and drops it when it fails", func() {
 		f := newFixture(2)
+		withoutDestinationRule(f)
 		wake(f)
 		ready := startReadiness(http.StatusServiceUnavailable)
 		pod := newPod(f, "target-1", httpReady(ready.port))
@@ -121,15 +138,17 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 
 		By("not listing a pod that answers its readiness path 503")
 		Eventually(ready.hits.Load).WithTimeout(wait).Should(BeNumerically(">=", 3))
-		Consistently(func() bool { _, err := probedSlice(f); return apierrors.IsNotFound(err) }).
-			WithTimeout(time.Second).WithPolling(tick).Should(BeTrue())
+		Consistently(func() bool { return probedGone(f) }).WithTimeout(time.Second).WithPolling(tick).Should(BeTrue())
 
-		By("listing it, ready and with its Pod reference, once it passes; still in Proxy mode")
+		By("listing it, ready and with its Pod reference, in the probed Service once it passes; still in Proxy mode")
 		ready.status.Store(http.StatusOK)
 		Eventually(func(g Gomega) {
 			s, err := probedSlice(f)
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(s.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, names.PrivateService("target")))
+			// Not the private Service's: kube-proxy and istiod keep one of two entries for an
+			// address at random, and the kubelet's there says not ready.
+			g.Expect(s.Labels).To(HaveKeyWithValue(discoveryv1.LabelServiceName, names.ProbedService("target")))
+			g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.LabelProbedFor, names.PrivateService("target")))
 			g.Expect(s.Labels).To(HaveKeyWithValue(discoveryv1.LabelManagedBy, v1alpha1.EndpointSliceManager))
 			g.Expect(s.Labels).To(HaveKeyWithValue(v1alpha1.LabelComponent, v1alpha1.ComponentPrivateService))
 			g.Expect(s.Endpoints).To(HaveLen(1))
@@ -139,29 +158,60 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 			g.Expect(ep.TargetRef.UID).To(Equal(pod.UID))
 			g.Expect(s.Ports).To(HaveLen(1))
 			g.Expect(*s.Ports[0].Port).To(Equal(int32(8080)))
+
+			svc := &corev1.Service{}
+			g.Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.ProbedService("target")}, svc)).To(Succeed())
+			g.Expect(svc.Spec.Selector).To(BeEmpty(), "the slices are elasti's alone")
+			g.Expect(svc.Spec.Ports).To(HaveLen(1))
+			g.Expect(svc.Spec.Ports[0].Name).To(Equal("http"))
+			g.Expect(svc.Spec.Ports[0].Port).To(Equal(int32(80)), "the public Service's port, which the resolver replays to")
+			g.Expect(svc.Annotations).To(HaveKey("networking.istio.io/exportTo"))
 		}).WithTimeout(wait).WithPolling(tick).Should(Succeed())
 		Expect(f.status().Mode).To(Equal(v1alpha1.ModeProxy), "the public Service's own slices do not list the pod yet")
 		Eventually(func() string { return probing(f).Reason }).WithTimeout(wait).Should(Equal(v1alpha1.ReasonProbePassed))
 
 		By("dropping it at its first failed recheck, and not trusting elasti's probe of it again")
 		ready.status.Store(http.StatusServiceUnavailable)
-		Eventually(func() bool { _, err := probedSlice(f); return apierrors.IsNotFound(err) }).
-			WithTimeout(wait).WithPolling(tick).Should(BeTrue())
+		Eventually(func() bool { return probedGone(f) }).WithTimeout(wait).WithPolling(tick).Should(BeTrue())
 		Eventually(func() string { return probing(f).Reason }).WithTimeout(wait).Should(Equal(v1alpha1.ReasonProbeFailed))
 		hits := ready.hits.Load()
 		ready.status.Store(http.StatusOK)
 		Consistently(ready.hits.Load).WithTimeout(1500 * time.Millisecond).WithPolling(tick).Should(Equal(hits))
 
-		By("once the kubelet marks pods Ready, serving, with no probed slice")
+		By("once the kubelet marks pods Ready, serving, with no probed Service")
 		prom.Active.Store(true)
 		setTargetReady(f.ns, 2)
 		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
-		_, err := probedSlice(f)
-		Expect(apierrors.IsNotFound(err)).To(BeTrue())
+		Expect(probedGone(f)).To(BeTrue())
+	})
+
+	It("removes the probed Service once the target serves", func() {
+		f := newFixture(2)
+		withoutDestinationRule(f)
+		wake(f)
+		ready := startReadiness(http.StatusOK)
+		notReady(f, newPod(f, "target-1", httpReady(ready.port)))
+		Eventually(func() bool { return probedGone(f) }).WithTimeout(wait).WithPolling(tick).Should(BeFalse())
+		prom.Active.Store(true)
+		setTargetReady(f.ns, 2)
+		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+		Eventually(func() bool { return probedGone(f) }).WithTimeout(wait).WithPolling(tick).Should(BeTrue())
+	})
+
+	It("waits for the kubelet, and says why, when the Service has a DestinationRule", func() {
+		f := newFixture(2)
+		wake(f)
+		ready := startReadiness(http.StatusOK)
+		notReady(f, newPod(f, "target-1", httpReady(ready.port)))
+		Eventually(func() metav1.Condition { return probing(f) }).WithTimeout(wait).Should(And(
+			HaveField("Status", metav1.ConditionFalse), HaveField("Reason", v1alpha1.ReasonProbingDestinationRule)))
+		Expect(ready.hits.Load()).To(BeZero(), "a target with a DestinationRule is not probed")
+		Expect(probedGone(f)).To(BeTrue())
 	})
 
 	It("waits for the kubelet, and says why, for an exec probe or with readiness: Kubelet", func() {
 		f := newFixture(2)
+		withoutDestinationRule(f)
 		wake(f)
 		pod := newPod(f, "target-1", &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}})
 		notReady(f, pod)
@@ -170,6 +220,7 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 			HaveField("Message", ContainSubstring("exec probe"))))
 
 		g := newFixture(2)
+		withoutDestinationRule(g)
 		es := &v1alpha1.ElastiService{}
 		Expect(k8s.Get(testCtx, client.ObjectKeyFromObject(g.es), es)).To(Succeed())
 		patch := client.MergeFrom(es.DeepCopy())
@@ -180,7 +231,6 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 		notReady(g, newPod(g, "target-1", httpReady(ready.port)))
 		Eventually(func() string { return probing(g).Reason }).WithTimeout(wait).Should(Equal(v1alpha1.ReasonProbingDisabled))
 		Expect(ready.hits.Load()).To(BeZero(), "readiness: Kubelet probes nothing")
-		_, err := probedSlice(g)
-		Expect(apierrors.IsNotFound(err)).To(BeTrue())
+		Expect(probedGone(g)).To(BeTrue())
 	})
 })

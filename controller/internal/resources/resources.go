@@ -33,6 +33,7 @@ const (
 	ComponentReplayRoute    = v1alpha1.ComponentReplayRoute
 	ComponentProxyService   = v1alpha1.ComponentProxyService
 	ComponentAuthorization  = v1alpha1.ComponentAuthorization
+	ComponentProbedService  = v1alpha1.ComponentProbedService
 )
 
 func labels(es *v1alpha1.ElastiService, component string) map[string]string {
@@ -70,24 +71,32 @@ func exportTo(es *v1alpha1.ElastiService, resolverNamespace string) []string {
 // replays through it and the controller reads the target's readiness from its EndpointSlices;
 // unlike the public Service, it never points at the resolver.
 func MakePrivateService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
-	ports := copyPorts(public, func(p corev1.ServicePort) intstr.IntOrString { return p.TargetPort })
+	svc := elastiService(es, public, names.PrivateService(es.Spec.Service), ComponentPrivateService, resolverNamespace,
+		func(p corev1.ServicePort) intstr.IntOrString { return p.TargetPort })
+	svc.Spec.Selector = public.Spec.Selector
+	// Readiness is what the resolver waits for; publishing unready pods would open the gate too
+	// early.
+	svc.Spec.PublishNotReadyAddresses = false
+	return svc
+}
+
+// elastiService is a ClusterIP Service of elasti's beside public, with its ports and IP families,
+// visible where the private Service is.
+func elastiService(es *v1alpha1.ElastiService, public *corev1.Service, name, component, resolverNamespace string,
+	targetPort func(corev1.ServicePort) intstr.IntOrString) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            names.PrivateService(es.Spec.Service),
+			Name:            name,
 			Namespace:       es.Namespace,
-			Labels:          labels(es, ComponentPrivateService),
+			Labels:          labels(es, component),
 			Annotations:     map[string]string{AnnotationExportTo: strings.Join(exportTo(es, resolverNamespace), ",")},
 			OwnerReferences: owner(es),
 		},
 		Spec: corev1.ServiceSpec{
 			Type:           corev1.ServiceTypeClusterIP,
-			Selector:       public.Spec.Selector,
-			Ports:          ports,
+			Ports:          copyPorts(public, targetPort),
 			IPFamilyPolicy: public.Spec.IPFamilyPolicy,
 			IPFamilies:     public.Spec.IPFamilies,
-			// Readiness is what the resolver waits for; publishing unready pods would open the
-			// gate too early.
-			PublishNotReadyAddresses: false,
 		},
 	}
 }
@@ -344,22 +353,35 @@ type Probed struct {
 	AddressType discoveryv1.AddressType
 }
 
-// MakeProbedSlices lists the probed pods as ready endpoints of the private Service, one slice per
-// IP family. The resolver then replays to them, and istiod gives them to the resolver's sidecar
-// with the pod's identity, since each endpoint keeps its Pod reference. A slice holds one set of
+// MakeProbedService is the selectorless Service whose slices list the probed pods, with the public
+// Service's ports, visible where the private Service is. The resolver replays to it while the
+// kubelet has marked no pod Ready.
+func MakeProbedService(es *v1alpha1.ElastiService, public *corev1.Service, resolverNamespace string) *corev1.Service {
+	return elastiService(es, public, names.ProbedService(es.Spec.Service), ComponentProbedService, resolverNamespace,
+		func(p corev1.ServicePort) intstr.IntOrString { return intstr.FromInt32(p.Port) })
+}
+
+// MakeProbedSlices lists the probed pods as ready endpoints of the probed Service, one slice per
+// IP family. The resolver reads them as its private Service's (LabelProbedFor) and replays to the
+// probed Service, and istiod gives them to the resolver's sidecar with the pod's identity, since
+// each endpoint keeps its Pod reference. A slice holds one set of
 // ports; a pod whose ports differ from the first one's of its family (a named target port that
 // resolves differently) waits for the kubelet.
 func MakeProbedSlices(es *v1alpha1.ElastiService, probed []Probed) []*discoveryv1.EndpointSlice {
 	byFamily := map[discoveryv1.AddressType]*discoveryv1.EndpointSlice{}
 	for _, p := range probed {
+		if len(p.Endpoint.Addresses) == 0 {
+			continue
+		}
 		if p.AddressType != discoveryv1.AddressTypeIPv4 && p.AddressType != discoveryv1.AddressTypeIPv6 {
 			continue
 		}
 		s := byFamily[p.AddressType]
 		if s == nil {
 			l := labels(es, ComponentPrivateService)
-			l[discoveryv1.LabelServiceName] = names.PrivateService(es.Spec.Service)
+			l[discoveryv1.LabelServiceName] = names.ProbedService(es.Spec.Service)
 			l[discoveryv1.LabelManagedBy] = v1alpha1.EndpointSliceManager
+			l[v1alpha1.LabelProbedFor] = names.PrivateService(es.Spec.Service)
 			s = &discoveryv1.EndpointSlice{
 				ObjectMeta:  metav1.ObjectMeta{Name: names.ProbedSlice(es.Spec.Service, familyName(p.AddressType)), Namespace: es.Namespace, Labels: l, OwnerReferences: owner(es)},
 				AddressType: p.AddressType,

@@ -23,9 +23,11 @@ const (
 	UpstreamPods = "pods"
 )
 
-// Endpoints picks a ready pod address of a backend.
+// Endpoints picks a ready pod address of a backend, and says whether the only ready pods are
+// those the controller's own probe passed, which the kubelet has not marked Ready yet.
 type Endpoints interface {
 	Pick(key types.NamespacedName, portName string) (string, bool)
+	ProbedOnly(key types.NamespacedName) bool
 }
 
 // via marks a request the resolver sent to a public Service. Seeing it come back means the
@@ -85,6 +87,12 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u.Addr = addr
+	case h.Endpoints.ProbedOnly(t.Backend):
+		// The backend's own Service has no ready pod yet; those that passed the controller's
+		// probe are the probed Service's. The controller probes no target with a
+		// DestinationRule, so no subset is asked for.
+		host := names.ServiceFQDN(names.ProbedService(t.Service), t.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
+		u.Addr, u.Host = host, host
 	default:
 		host := names.ServiceFQDN(t.Backend.Name, t.Backend.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
 		u.Addr, u.Host, u.Subset = host, host, req.Subset

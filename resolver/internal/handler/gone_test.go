@@ -91,7 +91,7 @@ func TestForwardGone(t *testing.T) {
 				got, gotVia = *proxy.UpstreamFrom(r.Context()), r.Header.Values("Via")
 				w.WriteHeader(http.StatusNoContent)
 			})
-			h := &Forward{Next: next, Mode: tc.mode, Domain: "cluster.local", Endpoints: endpoints("10.0.0.1:8080")}
+			h := &Forward{Next: next, Mode: tc.mode, Domain: "cluster.local", Endpoints: endpoints{addr: "10.0.0.1:8080"}}
 			target := tc.target
 			target.Namespace, target.Name, target.Service, target.Backend = "shop", "app", "app", backend
 			r, req := withRequest(httptest.NewRequest("GET", "/", nil), &target)

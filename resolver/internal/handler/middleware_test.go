@@ -429,9 +429,14 @@ func TestColdStart(t *testing.T) {
 	}
 }
 
-type endpoints string
+// endpoints has one ready address, or none; probedOnly when only the controller's probe passed it.
+type endpoints struct {
+	addr       string
+	probedOnly bool
+}
 
-func (e endpoints) Pick(types.NamespacedName, string) (string, bool) { return string(e), e != "" }
+func (e endpoints) Pick(types.NamespacedName, string) (string, bool) { return e.addr, e.addr != "" }
+func (e endpoints) ProbedOnly(types.NamespacedName) bool             { return e.probedOnly }
 
 func TestForward(t *testing.T) {
 	tests := map[string]struct {
@@ -440,10 +445,15 @@ func TestForward(t *testing.T) {
 		wantCode  int
 		want      proxy.Upstream
 	}{
-		"service": {mode: UpstreamService, wantCode: 204, want: proxy.Upstream{
+		"service": {mode: UpstreamService, endpoints: endpoints{addr: "10.0.0.1:8080"}, wantCode: 204, want: proxy.Upstream{
 			Addr: "app-elasti-private.shop.svc.cluster.local:80", Host: "app-elasti-private.shop.svc.cluster.local:80", Subset: "v1"}},
-		"pods":            {mode: UpstreamPods, endpoints: "10.0.0.1:8080", wantCode: 204, want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
-		"pods none ready": {mode: UpstreamPods, wantCode: 503},
+		// istiod and kube-proxy would pick the kubelet's not-ready entry for the pod on the
+		// private Service at random, so a probed pod is reached through its own Service.
+		"service, only probed pods ready": {mode: UpstreamService, endpoints: endpoints{addr: "10.0.0.1:8080", probedOnly: true}, wantCode: 204, want: proxy.Upstream{
+			Addr: "app-elasti-probed.shop.svc.cluster.local:80", Host: "app-elasti-probed.shop.svc.cluster.local:80"}},
+		"pods":                         {mode: UpstreamPods, endpoints: endpoints{addr: "10.0.0.1:8080"}, wantCode: 204, want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
+		"pods, only probed pods ready": {mode: UpstreamPods, endpoints: endpoints{addr: "10.0.0.1:8080", probedOnly: true}, wantCode: 204, want: proxy.Upstream{Addr: "10.0.0.1:8080"}},
+		"pods none ready":              {mode: UpstreamPods, wantCode: 503},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -453,9 +463,9 @@ func TestForward(t *testing.T) {
 				w.WriteHeader(http.StatusNoContent)
 			})
 			h := &Forward{Next: next, Mode: tc.mode, Domain: "cluster.local", Endpoints: tc.endpoints}
-			target := &registry.Entry{Namespace: "shop", Name: "app", Backend: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
+			target := &registry.Entry{Namespace: "shop", Name: "app", Service: "app", Backend: types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}}
 			r, req := withRequest(httptest.NewRequest("GET", "/", nil), target)
-			req.Subset = "v1"
+			req.Subset, req.Port = "v1", registry.Port{Name: "http", Port: 80}
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
 			if w.Code != tc.wantCode || got != tc.want {

@@ -9,6 +9,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/internal/endpoints"
 )
 
@@ -23,6 +24,9 @@ type Listener interface {
 type endpoint struct {
 	addrs map[string]string // EndpointSlice port name -> host:port
 	only  string            // host:port when the slice has exactly one port
+	// probed: listed by the controller because its own probe passed (a probed slice), not
+	// marked Ready by the kubelet yet.
+	probed bool
 }
 
 // service is the ready endpoints of one Service across its slices. It is replaced, never
@@ -30,6 +34,7 @@ type endpoint struct {
 type service struct {
 	slices    map[string][]endpoint // slice name -> ready endpoints
 	endpoints []endpoint            // all ready endpoints
+	kubelet   bool                  // some endpoint is not only probed
 	next      *atomic.Uint64        // round-robin cursor, shared across replacements
 }
 
@@ -51,6 +56,16 @@ func (c *Cache) Ready(key types.NamespacedName) bool {
 	defer c.mu.RUnlock()
 	s := c.services[key]
 	return s != nil && len(s.endpoints) > 0
+}
+
+// ProbedOnly says whether the Service's only ready endpoints are probed ones: its own address
+// then reaches no ready pod, and the probed pods are reached through the probed Service
+// (names.ProbedService).
+func (c *Cache) ProbedOnly(key types.NamespacedName) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s := c.services[key]
+	return s != nil && len(s.endpoints) > 0 && !s.kubelet
 }
 
 // Pick returns a ready endpoint of the Service as host:port, spreading calls across endpoints.
@@ -83,6 +98,7 @@ func (c *Cache) Update(slice *discoveryv1.EndpointSlice) {
 	if !ok {
 		return
 	}
+	probed := slice.Labels[v1alpha1.LabelProbedFor] != ""
 	ports := map[string]int32{}
 	for _, p := range slice.Ports {
 		if p.Port == nil {
@@ -100,7 +116,7 @@ func (c *Cache) Update(slice *discoveryv1.EndpointSlice) {
 			continue
 		}
 		for _, a := range e.Addresses {
-			ep := endpoint{addrs: make(map[string]string, len(ports))}
+			ep := endpoint{addrs: make(map[string]string, len(ports)), probed: probed}
 			for name, port := range ports {
 				ep.addrs[name] = net.JoinHostPort(a, strconv.Itoa(int(port)))
 				if len(ports) == 1 {
@@ -137,12 +153,16 @@ func (c *Cache) set(key types.NamespacedName, sliceName string, ready []endpoint
 	}
 	for _, eps := range s.slices {
 		s.endpoints = append(s.endpoints, eps...)
+		for _, e := range eps {
+			s.kubelet = s.kubelet || !e.probed
+		}
 	}
 	if len(s.slices) == 0 {
 		delete(c.services, key)
 	} else {
 		c.services[key] = s
 	}
+	// The throttler's gate follows Ready; Forward reads ProbedOnly per request.
 	changed := (old != nil && len(old.endpoints) > 0) != (len(s.endpoints) > 0)
 	c.mu.Unlock()
 	if changed && c.listener != nil {
@@ -150,7 +170,12 @@ func (c *Cache) set(key types.NamespacedName, sliceName string, ready []endpoint
 	}
 }
 
+// serviceOf is the Service a slice counts for: a probed slice's private Service, which it
+// names, in its own namespace; any other slice's own Service.
 func serviceOf(slice *discoveryv1.EndpointSlice) (types.NamespacedName, bool) {
+	if name := slice.Labels[v1alpha1.LabelProbedFor]; name != "" {
+		return types.NamespacedName{Namespace: slice.Namespace, Name: name}, true
+	}
 	name := slice.Labels[discoveryv1.LabelServiceName]
 	if name == "" {
 		return types.NamespacedName{}, false

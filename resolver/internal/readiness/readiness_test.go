@@ -8,6 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+
+	"github.com/elasti-dev/elasti/api/v1alpha1"
 )
 
 type listener []types.NamespacedName
@@ -26,6 +28,13 @@ func slice(name string, ready *bool, addrs ...string) *discoveryv1.EndpointSlice
 	return s
 }
 
+// probed is the controller's slice of the probed Service, which counts for the private Service.
+func probed(name string, addrs ...string) *discoveryv1.EndpointSlice {
+	s := slice(name, ptr.To(true), addrs...)
+	s.Labels = map[string]string{discoveryv1.LabelServiceName: "app-elasti-probed", v1alpha1.LabelProbedFor: "app-elasti-private"}
+	return s
+}
+
 // terminating marks every endpoint of s as terminating.
 func terminating(s *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	for i := range s.Endpoints {
@@ -38,9 +47,10 @@ var key = types.NamespacedName{Namespace: "shop", Name: "app-elasti-private"}
 
 func TestReadyTransitions(t *testing.T) {
 	tests := map[string]struct {
-		events      func(c *Cache)
-		wantReady   bool
-		wantChanges int
+		events         func(c *Cache)
+		wantReady      bool
+		wantProbedOnly bool
+		wantChanges    int
 	}{
 		"no slice": {events: func(*Cache) {}},
 		"ready true": {
@@ -92,6 +102,27 @@ func TestReadyTransitions(t *testing.T) {
 				c.Update(s)
 			},
 		},
+		"probed pod opens the gate": {
+			events: func(c *Cache) { c.Update(probed("p", "10.0.0.1")) }, wantReady: true, wantProbedOnly: true, wantChanges: 1,
+		},
+		"probed pod beside the kubelet's not-ready entry for it": {
+			events: func(c *Cache) {
+				c.Update(slice("a", ptr.To(false), "10.0.0.1"))
+				c.Update(probed("p", "10.0.0.1"))
+			}, wantReady: true, wantProbedOnly: true, wantChanges: 1,
+		},
+		"probed, then the kubelet marks it ready": {
+			events: func(c *Cache) {
+				c.Update(probed("p", "10.0.0.1"))
+				c.Update(slice("a", ptr.To(true), "10.0.0.1"))
+			}, wantReady: true, wantChanges: 1,
+		},
+		"probed slice deleted": {
+			events: func(c *Cache) {
+				c.Update(probed("p", "10.0.0.1"))
+				c.Delete(probed("p"))
+			}, wantChanges: 2,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -100,6 +131,9 @@ func TestReadyTransitions(t *testing.T) {
 			tc.events(c)
 			if got := c.Ready(key); got != tc.wantReady {
 				t.Errorf("Ready = %v, want %v", got, tc.wantReady)
+			}
+			if got := c.ProbedOnly(key); got != tc.wantProbedOnly {
+				t.Errorf("ProbedOnly = %v, want %v", got, tc.wantProbedOnly)
 			}
 			if len(l) != tc.wantChanges {
 				t.Errorf("listener called %d times, want %d", len(l), tc.wantChanges)
