@@ -307,6 +307,23 @@ var _ = Describe("Tenant isolation", Label("tenancy"), Ordered, func() {
 				_ = k8s.Delete(ctx, webES(ns))
 			}
 		})
+		// kube-proxy programs a new Service's address a moment after its pods are ready, and the
+		// resolver may reach them sooner: the ledgers are read at those addresses.
+		for _, ns := range []string{a.ns, b.ns} {
+			Eventually(func() error {
+				req, _ := http.NewRequest(http.MethodGet, web[ns]+"/healthz", nil)
+				req.Host = "web." + ns
+				resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %d", web[ns], resp.StatusCode)
+				}
+				return nil
+			}).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+		}
 		Expect(k8s.Create(ctx, webES(a.ns))).To(Succeed())
 		Eventually(func() int {
 			code, _ := send(resolver+"/echo", "web", map[string]string{"X-Request-Id": "web-a"})
