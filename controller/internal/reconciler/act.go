@@ -199,15 +199,12 @@ func (r *Reconciler) syncSlices(ctx context.Context, es *v1alpha1.ElastiService,
 	return refs, nil
 }
 
-// ensureProxyService keeps the Service that rewritten routes name, and its slices listing the
-// resolver pods, in both modes: a route rewritten to it must never name a Service that is not
-// there yet, or is already gone.
-func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.ElastiService, obs *observed) error {
-	if obs.public == nil {
-		return nil
-	}
-	want, have := resources.MakeProxyService(es, obs.public, r.ResolverPort), &corev1.Service{}
-	if err := r.upsert(ctx, want, have, func() bool {
+// upsertSelectorless keeps one of elasti's Services without a selector, whose slices elasti
+// writes, as want says: an edit into an ExternalName, external IPs, a selector, other ports or
+// other visibility is put back.
+func (r *Reconciler) upsertSelectorless(ctx context.Context, want *corev1.Service) error {
+	have := &corev1.Service{}
+	return r.upsert(ctx, want, have, func() bool {
 		return have.Spec.Type == want.Spec.Type && len(have.Spec.Selector) == 0 && have.Spec.ExternalName == "" &&
 			len(have.Spec.ExternalIPs) == 0 && equality.Semantic.DeepEqual(have.Spec.Ports, want.Spec.Ports) &&
 			have.Annotations[resources.AnnotationExportTo] == want.Annotations[resources.AnnotationExportTo]
@@ -219,7 +216,17 @@ func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.Elasti
 		} else {
 			delete(have.Annotations, resources.AnnotationExportTo)
 		}
-	}); err != nil {
+	})
+}
+
+// ensureProxyService keeps the Service that rewritten routes name, and its slices listing the
+// resolver pods, in both modes: a route rewritten to it must never name a Service that is not
+// there yet, or is already gone.
+func (r *Reconciler) ensureProxyService(ctx context.Context, es *v1alpha1.ElastiService, obs *observed) error {
+	if obs.public == nil {
+		return nil
+	}
+	if err := r.upsertSelectorless(ctx, resources.MakeProxyService(es, obs.public, r.ResolverPort)); err != nil {
 		return err
 	}
 	if _, err := r.syncSlices(ctx, es, resources.MakeProxySlices(es, obs.public, obs.resolvers, r.ResolverPort), resources.ProxySliceNames(es)); err != nil {

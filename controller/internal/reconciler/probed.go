@@ -8,7 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -116,16 +115,7 @@ func (r *Reconciler) syncProbed(ctx context.Context, es *v1alpha1.ElastiService,
 	// not there.
 	want := resources.MakeProbedSlices(es, passed)
 	if len(want) > 0 {
-		svc, have := resources.MakeProbedService(es, obs.public, r.ResolverNamespace), &corev1.Service{}
-		if err := r.upsert(ctx, svc, have, func() bool {
-			return have.Spec.Type == svc.Spec.Type && len(have.Spec.Selector) == 0 && have.Spec.ExternalName == "" &&
-				len(have.Spec.ExternalIPs) == 0 && equality.Semantic.DeepEqual(have.Spec.Ports, svc.Spec.Ports) &&
-				have.Annotations[resources.AnnotationExportTo] == svc.Annotations[resources.AnnotationExportTo]
-		}, func() {
-			have.Spec.Type, have.Spec.Selector, have.Spec.ExternalName, have.Spec.ExternalIPs = svc.Spec.Type, nil, "", nil
-			have.Spec.Ports = svc.Spec.Ports
-			metav1.SetMetaDataAnnotation(&have.ObjectMeta, resources.AnnotationExportTo, svc.Annotations[resources.AnnotationExportTo])
-		}); err != nil {
+		if err := r.upsertSelectorless(ctx, resources.MakeProbedService(es, obs.public, r.ResolverNamespace)); err != nil {
 			return err
 		}
 	}
