@@ -195,8 +195,8 @@ bench-coldstart: cluster-tools images $(HELM) ## Cold start on a real local clus
 	$(call in-cluster,$(CACHE)/bin/coldstart-$(CLUSTER_NETNS) -helm $(HELM) -chart $(CURDIR)/charts/elasti $(COLDSTART_ARGS))
 
 .PHONY: bench-controller
-bench-controller: envtest-assets ## Controller: converge 1,000 ElastiServices on envtest; idle reconciles per minute.
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -tags bench -count=1 -timeout 20m -v -run TestControllerConvergence \
+bench-controller: envtest-assets ## Controller: converge 1,000 and 10,000 ElastiServices on envtest (writes, memory), idle reconciles per minute, writes after a restart.
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) $(GO) test -tags bench -count=1 -timeout 45m -v -run TestControllerConvergence \
 		./controller/internal/reconciler/ | grep -E 'converge_bench_test.go|^(ok|FAIL|---)'
 
 ##@ Local cluster

@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -227,21 +228,23 @@ func run() error {
 // cacheOptions limits the cache to the namespaces of --watch-namespaces and the resolver's own,
 // whose EndpointSlices say whether the resolver can take traffic. AuthorizationPolicies are also
 // read in Istio's root namespace, whose policies apply to every workload. An empty list watches
-// every namespace.
+// every namespace. Deployments and StatefulSets, which the scaler reads from the cache, are kept
+// as their replica counts only.
 func cacheOptions(watch, resolverNS, rootNS string) (cache.Options, error) {
 	names, err := namespaces.Parse(watch)
 	if err != nil {
 		return cache.Options{}, fmt.Errorf("--watch-namespaces: %w", err)
 	}
+	opts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&appsv1.Deployment{}:  {Transform: scaler.KeepReplicas},
+		&appsv1.StatefulSet{}: {Transform: scaler.KeepReplicas},
+	}}
 	if len(names) == 0 {
-		return cache.Options{}, nil
+		return opts, nil
 	}
-	return cache.Options{
-		DefaultNamespaces: namespaces.Cache(names, resolverNS),
-		ByObject: map[client.Object]cache.ByObject{
-			&securityv1.AuthorizationPolicy{}: {Namespaces: namespaces.Cache(names, resolverNS, rootNS)},
-		},
-	}, nil
+	opts.DefaultNamespaces = namespaces.Cache(names, resolverNS)
+	opts.ByObject[&securityv1.AuthorizationPolicy{}] = cache.ByObject{Namespaces: namespaces.Cache(names, resolverNS, rootNS)}
+	return opts, nil
 }
 
 // shared is what every term of lead uses: built once per process, and the activity the
@@ -317,7 +320,7 @@ func lead(ctx context.Context, term int, sh *shared) error {
 			AuthorizationPolicies: policies,
 			ResolverPrincipal:     o.resolverPrincipal,
 		},
-		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
+		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Cache: mgr.GetClient()},
 		Activity: store,
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 		Events:   events,

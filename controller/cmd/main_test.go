@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 )
 
 func TestCheckLeaderElection(t *testing.T) {
@@ -96,10 +97,19 @@ func TestCacheOptions(t *testing.T) {
 				t.Errorf("DefaultNamespaces = %q, want %q", ns, tc.wantNS)
 			}
 			var policyNS []string
+			slim := 0
 			for obj, by := range got.ByObject {
-				if _, ok := obj.(*securityv1.AuthorizationPolicy); ok {
+				switch obj.(type) {
+				case *securityv1.AuthorizationPolicy:
 					policyNS = slices.Sorted(maps.Keys(by.Namespaces))
+				case *appsv1.Deployment, *appsv1.StatefulSet:
+					if by.Transform != nil {
+						slim++
+					}
 				}
+			}
+			if !tc.wantErr && slim != 2 {
+				t.Errorf("%d of Deployments and StatefulSets are cached slim, want both", slim)
 			}
 			if !slices.Equal(policyNS, tc.wantPolicyNS) {
 				t.Errorf("AuthorizationPolicy namespaces = %q, want %q", policyNS, tc.wantPolicyNS)

@@ -9,8 +9,8 @@ import (
 
 func TestReady(t *testing.T) {
 	tests := map[string]struct {
-		ready, terminating *bool
-		want               bool
+		ready, serving, terminating *bool
+		want                        bool
 	}{
 		"unknown":                    {want: true},
 		"ready":                      {ready: ptr.To(true), want: true},
@@ -20,10 +20,15 @@ func TestReady(t *testing.T) {
 		"unknown but terminating":    {terminating: ptr.To(true)},
 		"not ready and terminating":  {ready: ptr.To(false), terminating: ptr.To(true)},
 		"not ready, not terminating": {ready: ptr.To(false), terminating: ptr.To(false)},
+		// A Service that publishes not-ready addresses marks every endpoint ready; serving is
+		// its pod's readiness.
+		"published but not serving": {ready: ptr.To(true), serving: ptr.To(false)},
+		"published and serving":     {ready: ptr.To(true), serving: ptr.To(true), want: true},
+		"serving but terminating":   {ready: ptr.To(false), serving: ptr.To(true), terminating: ptr.To(true)},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			ep := discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: tc.ready, Terminating: tc.terminating}}
+			ep := discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: tc.ready, Serving: tc.serving, Terminating: tc.terminating}}
 			if got := Ready(ep); got != tc.want {
 				t.Errorf("Ready = %v, want %v", got, tc.want)
 			}

@@ -35,6 +35,28 @@ import (
 // known. It matters only where the cooldown is shorter.
 const HeldSilence = 5 * activityv1.Interval
 
+// PrepareDelay is how long the proxy Service, which rewritten routes name, must have existed
+// before a route names it: a caller's proxy that had the route before the Service would answer
+// 503 for a host it has no cluster for. istiod pushes a new Service within a few hundred
+// milliseconds; the delay is counted from the Service's creation timestamp, which the API server
+// stamps in whole seconds, so it is a second longer than that.
+const PrepareDelay = 2 * time.Second
+
+// Prepare holds a switch from Serve to Proxy until what Proxy mode needs has existed for
+// PrepareDelay (for made so far): callers stay on the target meanwhile, and the switch is looked
+// at again when the delay is over. Only an ElastiService's first Proxy period waits: the objects
+// are kept from then on.
+func Prepare(d Decision, current v1alpha1.Mode, made time.Duration) Decision {
+	if d.Mode != v1alpha1.ModeProxy || current == v1alpha1.ModeProxy || made >= PrepareDelay {
+		return d
+	}
+	d.Mode = v1alpha1.ModeServe
+	if wait := PrepareDelay - made; d.RequeueAfter <= 0 || wait < d.RequeueAfter {
+		d.RequeueAfter = wait
+	}
+	return d
+}
+
 // Scale is what to do with the target's replica count.
 type Scale int
 
@@ -66,7 +88,7 @@ type Input struct {
 	ModeSince time.Time
 	// Replicas is the target's desired replica count, read through /scale.
 	Replicas int32
-	// ReadyEndpoints counts the target's ready endpoints behind the private Service.
+	// ReadyEndpoints counts the target's ready endpoints in the Service's own EndpointSlices.
 	ReadyEndpoints int32
 	// ResolverReady is true when at least one resolver endpoint is ready.
 	ResolverReady bool

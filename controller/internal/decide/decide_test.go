@@ -305,3 +305,33 @@ func TestRequeueAfter(t *testing.T) {
 		t.Errorf("a decision without a requeue still retries failed triggers: got %s", got)
 	}
 }
+
+func TestPrepare(t *testing.T) {
+	proxy := Decision{Mode: v1alpha1.ModeProxy, Reason: v1alpha1.ReasonIdle, RequeueAfter: 5 * time.Second}
+	tests := map[string]struct {
+		d       Decision
+		current v1alpha1.Mode
+		made    time.Duration
+		want    Decision
+	}{
+		"proxy Service just made: callers stay on the target": {proxy, v1alpha1.ModeServe, 0,
+			Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonIdle, RequeueAfter: PrepareDelay}},
+		"made a second ago: the rest of the delay": {proxy, v1alpha1.ModeServe, time.Second,
+			Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonIdle, RequeueAfter: PrepareDelay - time.Second}},
+		"a new ElastiService for a target at zero is woken meanwhile": {
+			Decision{Mode: v1alpha1.ModeProxy, Reason: v1alpha1.ReasonTargetNotReady, Scale: ScaleUp}, "", 0,
+			Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonTargetNotReady, Scale: ScaleUp, RequeueAfter: PrepareDelay}},
+		"a sooner requeue stays": {Decision{Mode: v1alpha1.ModeProxy, RequeueAfter: 100 * time.Millisecond}, v1alpha1.ModeServe, 0,
+			Decision{Mode: v1alpha1.ModeServe, RequeueAfter: 100 * time.Millisecond}},
+		"made long enough ago": {proxy, v1alpha1.ModeServe, PrepareDelay, proxy},
+		"already in Proxy":     {proxy, v1alpha1.ModeProxy, 0, proxy},
+		"Serve is not held":    {Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonActive}, v1alpha1.ModeProxy, 0, Decision{Mode: v1alpha1.ModeServe, Reason: v1alpha1.ReasonActive}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Prepare(tc.d, tc.current, tc.made); got != tc.want {
+				t.Errorf("Prepare() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
 	"github.com/elasti-dev/elasti/controller/internal/routes"
+	"github.com/elasti-dev/elasti/controller/internal/scaler"
 	"github.com/elasti-dev/elasti/internal/names"
 
 	"google.golang.org/protobuf/proto"
@@ -30,6 +32,35 @@ import (
 
 	"github.com/elasti-dev/elasti/controller/internal/resources"
 )
+
+// prepareProxy makes what Proxy mode needs before a caller is sent to the resolver: the
+// finalizer that undoes it, the private Service that the resolver replays to, the policy that
+// lets replays through the target's ALLOW policies, the replay routes on the private host, and
+// the proxy Service that rewritten routes name.
+func (r *Reconciler) prepareProxy(ctx context.Context, es *v1alpha1.ElastiService, obs *observed) error {
+	if !controllerutil.ContainsFinalizer(es, v1alpha1.Finalizer) {
+		// On a copy: the server's answer must not replace the status this pass has been setting,
+		// and the status patch must not carry metadata.
+		with := es.DeepCopy()
+		controllerutil.AddFinalizer(with, v1alpha1.Finalizer)
+		if err := r.Patch(ctx, with, client.MergeFromWithOptions(es, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("adding the finalizer: %w", err)
+		}
+	}
+	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
+		return err
+	}
+	if err := r.ensureResolverAuthorization(ctx, es, obs); err != nil {
+		return err
+	}
+	if !r.Istio {
+		return nil
+	}
+	if err := r.ensureReplayRoutes(ctx, es, obs.destinationRule); err != nil {
+		return err
+	}
+	return r.ensureProxyService(ctx, es, obs)
+}
 
 func (r *Reconciler) ensurePrivateService(ctx context.Context, es *v1alpha1.ElastiService, public *corev1.Service) error {
 	want, have := resources.MakePrivateService(es, public, r.ResolverNamespace), &corev1.Service{}
@@ -244,13 +275,15 @@ func (r *Reconciler) upsertDestinationRule(ctx context.Context, want *networking
 	})
 }
 
-func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, now time.Time) error {
+// scale acts on d.Scale, writing onto the target as read (from): a conflict means it changed
+// since, and the next pass decides again.
+func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d decide.Decision, from scaler.Scale, now time.Time) error {
 	switch d.Scale {
 	case decide.ScaleToZero:
 		if err := r.Scaler.PauseAutoscaler(ctx, es.Namespace, es.Spec.Autoscaler); err != nil {
 			return err
 		}
-		if err := r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, 0); err != nil {
+		if err := r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, from, 0); err != nil {
 			return err
 		}
 		es.Status.TargetReplicas = 0
@@ -263,7 +296,7 @@ func (r *Reconciler) scale(ctx context.Context, es *v1alpha1.ElastiService, d de
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, v1alpha1.ReasonScaledToZero, "Scale",
 			"scaled %s %s to zero after %ds %s", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, es.Spec.CooldownPeriod, why)
 	case decide.ScaleUp:
-		if err := r.wake(ctx, es); err != nil {
+		if err := r.wake(ctx, es, from); err != nil {
 			return err
 		}
 		es.Status.TargetReplicas = es.Spec.MinTargetReplicas
@@ -300,11 +333,11 @@ func (r *Reconciler) recordWakeFailure(ctx context.Context, es *v1alpha1.ElastiS
 		"%s %s had no ready endpoint %s after the wake: %s", es.Spec.ScaleTargetRef.Kind, es.Spec.ScaleTargetRef.Name, timeout, cause)
 }
 
-func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService) error {
+func (r *Reconciler) wake(ctx context.Context, es *v1alpha1.ElastiService, from scaler.Scale) error {
 	if err := r.Scaler.ResumeAutoscaler(ctx, es.Namespace, es.Spec.Autoscaler); err != nil {
 		return err
 	}
-	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, max(es.Spec.MinTargetReplicas, 1))
+	return r.Scaler.Set(ctx, es.Namespace, es.Spec.ScaleTargetRef, from, max(es.Spec.MinTargetReplicas, 1))
 }
 
 // deleteAll deletes the objects that the cache holds. Most passes find nothing to delete (no

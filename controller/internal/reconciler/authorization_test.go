@@ -156,7 +156,8 @@ var _ = Describe("AuthorizationPolicies on the target's pods", func() {
 	})
 
 	It("deletes its policy with the ElastiService", func() {
-		f := newFixture(60)
+		// Made when Proxy mode is first wanted.
+		f := newFixture(1)
 		policy(f.ns, "frontend-only", &apisecurity.AuthorizationPolicy{Selector: targetPods, Rules: fromPrincipals("cluster.local/ns/frontend/sa/frontend")})
 		Eventually(func(g Gomega) { g.Expect(resolverPolicy(g, f)).NotTo(BeNil()) }).WithTimeout(wait).WithPolling(tick).Should(Succeed())
 		Expect(k8s.Delete(testCtx, f.es)).To(Succeed())

@@ -1,20 +1,29 @@
 //go:build bench
 
-// The controller benchmark: on a real API server (envtest), how long 1,000 ElastiServices take
-// to converge after the controller starts, and how many reconciles a minute the controller spends
-// when nothing changes. Run it with `make bench`.
+// The controller benchmark: on a real API server (envtest), how long 1,000 and 10,000
+// ElastiServices take to converge after the controller starts, with how many API writes and how
+// much memory; how many reconciles a minute the controller spends when nothing changes; and what
+// a restarted controller writes when everything is already right. Run it with `make bench`;
+// BENCH_CONTROLLER_COUNTS=1000 runs one size.
 
 package reconciler_test
 
 import (
 	"context"
 	"fmt"
+	"os"
+	goruntime "runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -22,9 +31,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -33,19 +45,37 @@ import (
 	"github.com/elasti-dev/elasti/controller/internal/activity"
 	"github.com/elasti-dev/elasti/controller/internal/reconciler"
 	"github.com/elasti-dev/elasti/controller/internal/scaler"
-	"github.com/elasti-dev/elasti/internal/names"
 	"github.com/elasti-dev/elasti/internal/testsupport/testenv"
 	"github.com/elasti-dev/elasti/internal/testsupport/workload"
 )
 
 const (
-	benchCount   = 1000
 	benchWorkers = 8
 	benchNS      = "bench"
 	benchIdle    = time.Minute
 )
 
 func TestControllerConvergence(t *testing.T) {
+	counts := []int{1000, 10000}
+	if v := os.Getenv("BENCH_CONTROLLER_COUNTS"); v != "" {
+		counts = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("BENCH_CONTROLLER_COUNTS: %q is not a positive count", f)
+			}
+			counts = append(counts, n)
+		}
+	}
+	ctrl.SetLogger(logr.Discard())
+	t.Logf("%d cores; the controller's defaults: 4 concurrent reconciles, 100 QPS / 200 burst to the API server", goruntime.NumCPU())
+	for i, n := range counts {
+		benchConverge(t, n, i == 0)
+	}
+}
+
+// benchConverge runs one size on its own API server.
+func benchConverge(t *testing.T, count int, idleToo bool) {
 	env, cfg, err := testenv.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -71,28 +101,116 @@ func TestControllerConvergence(t *testing.T) {
 
 	// The workloads, Services, routes and ready endpoints exist first, as in a cluster where
 	// elasti is installed after the apps; their creation is not timed.
-	benchParallel(t, benchCount, func(i int) error {
-		name := fmt.Sprintf("app-%04d", i)
+	benchParallel(t, count, func(i int) error {
+		name := fmt.Sprintf("app-%05d", i)
 		app := workload.SampleApp(benchNS, name, map[string]string{"app": name})
-		for _, o := range []client.Object{app, benchService(name), benchVirtualService(name),
-			benchSlice(benchNS, names.PrivateService(name), "10.244.1.1")} {
+		for _, o := range []client.Object{app, benchService(name), benchVirtualService(name), benchSlice(benchNS, name, "10.244.1.1")} {
 			if err := c.Create(ctx, o); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	// Baseline: how long the API server takes to accept the 1,000 ElastiServices.
+	// Baseline: how long the API server takes to accept the ElastiServices.
 	start := time.Now()
-	benchParallel(t, benchCount, func(i int) error {
-		return c.Create(ctx, workload.ElastiService(benchNS, fmt.Sprintf("app-%04d", i), "http://127.0.0.1:9", 3600))
+	benchParallel(t, count, func(i int) error {
+		return c.Create(ctx, workload.ElastiService(benchNS, fmt.Sprintf("app-%05d", i), "http://127.0.0.1:9", 3600))
 	})
 	createTime := time.Since(start)
 
 	cfg.QPS, cfg.Burst = 100, 200 // elasti-controller's defaults
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	heapBefore := benchHeap()
+	var writes atomic.Int64
+	stop, err := benchController(ctx, cfg, scheme, &writes, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	start = time.Now()
+	before := benchReconciles(t)
+	benchWaitConverged(t, ctx, c, count, start)
+	converge := time.Since(start)
+	convergeReconciles := benchReconciles(t) - before
+	convergeWrites := writes.Load()
+	heap := benchHeap() - heapBefore
+
+	t.Logf("%d ElastiServices (each with a Deployment, Service, VirtualService and ready endpoints)", count)
+	t.Logf("  baseline: the API server accepted the %d ElastiServices in %v", count, createTime.Round(time.Millisecond))
+	t.Logf("  converge: all %d Ready in Serve mode %v after the controller started (%.2f x baseline), %d reconciles, %d API writes (%.2f each)",
+		count, converge.Round(time.Millisecond), converge.Seconds()/createTime.Seconds(), int(convergeReconciles), convergeWrites, float64(convergeWrites)/float64(count))
+	t.Logf("  memory: the controller's heap grew %.1f MiB (%.1f KiB per ElastiService), after a GC, with its caches full", float64(heap)/(1<<20), float64(heap)/1024/float64(count))
+
+	if idleToo {
+		// Nothing changes from here on: every reconcile is overhead.
+		mark := benchReconciles(t)
+		time.Sleep(benchIdle)
+		idle := benchReconciles(t) - mark
+		t.Logf("  idle: %d reconciles in the next %v with nothing changing (%.1f per minute)", int(idle), benchIdle, idle/benchIdle.Minutes())
+	}
+
+	// A restart (a new leader, an upgrade): the new controller reconciles everything once and
+	// must find it right.
+	stop()
+	writes.Store(0)
+	mark := benchReconciles(t)
+	start = time.Now()
+	if _, err := benchController(ctx, cfg, scheme, &writes, true); err != nil {
+		t.Fatal(err)
+	}
+	for benchReconciles(t)-mark < float64(count) {
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("the restarted controller reconciled %d of %d in 10 minutes", int(benchReconciles(t)-mark), count)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resync := time.Since(start)
+	time.Sleep(5 * time.Second) // anything a first pass requeued
+	t.Logf("  restart: a new controller reconciled all %d in %v and wrote %d times to the API server",
+		count, resync.Round(time.Millisecond), writes.Load())
+}
+
+// benchController starts a manager running the reconciler with the controller's defaults, its
+// client counting writes, and returns what stops it.
+func benchController(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, writes *atomic.Int64, again bool) (func(), error) {
+	// The cache as elasti-controller has it (cacheOptions): workloads kept as their replica counts.
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&appsv1.Deployment{}: {Transform: scaler.KeepReplicas}, &appsv1.StatefulSet{}: {Transform: scaler.KeepReplicas},
+		}},
+		NewClient: func(cfg *rest.Config, opts client.Options) (client.Client, error) {
+			c, err := client.NewWithWatch(cfg, opts)
+			if err != nil {
+				return nil, err
+			}
+			count := func() { writes.Add(1) }
+			return interceptor.NewClient(c, interceptor.Funcs{
+				Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+					count()
+					return c.Create(ctx, o, opts...)
+				},
+				Update: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.UpdateOption) error {
+					count()
+					return c.Update(ctx, o, opts...)
+				},
+				Patch: func(ctx context.Context, c client.WithWatch, o client.Object, p client.Patch, opts ...client.PatchOption) error {
+					count()
+					return c.Patch(ctx, o, p, opts...)
+				},
+				Delete: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.DeleteOption) error {
+					count()
+					return c.Delete(ctx, o, opts...)
+				},
+				SubResourcePatch: func(ctx context.Context, c client.Client, sub string, o client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+					count()
+					return c.SubResource(sub).Patch(ctx, o, p, opts...)
+				},
+				SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, o client.Object, opts ...client.SubResourceUpdateOption) error {
+					count()
+					return c.SubResource(sub).Update(ctx, o, opts...)
+				},
+			}), nil
+		}})
+	if err != nil {
+		return nil, err
 	}
 	r := &reconciler.Reconciler{
 		Client: mgr.GetClient(),
@@ -100,15 +218,25 @@ func TestControllerConvergence(t *testing.T) {
 			ResolverNamespace: "elasti-system", ResolverService: "elasti-resolver", ResolverPort: 8012,
 			ClusterDomain: "cluster.local", DrainDelay: 5 * time.Second, TriggerInterval: 30 * time.Second, Istio: true,
 		},
-		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper()},
+		Scaler:   &scaler.Scaler{Client: mgr.GetClient(), Mapper: mgr.GetRESTMapper(), Cache: mgr.GetClient()},
 		Activity: activity.NewStore(),
 		Recorder: mgr.GetEventRecorder("elasti-controller"),
 	}
-	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
-		t.Fatal(err)
+	// The second manager in this process reuses the controller's name in the metrics.
+	if err := r.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4, SkipNameValidation: ptr.To(again)}); err != nil {
+		return nil, err
 	}
-	start = time.Now()
-	go func() { _ = mgr.Start(ctx) }()
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(mctx)
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+func benchWaitConverged(t *testing.T, ctx context.Context, c client.Client, count int, start time.Time) {
+	t.Helper()
 	for {
 		var list v1alpha1.ElastiServiceList
 		benchMust(t, c.List(ctx, &list, client.InNamespace(benchNS)))
@@ -119,27 +247,22 @@ func TestControllerConvergence(t *testing.T) {
 				done++
 			}
 		}
-		if done == benchCount {
-			break
+		if done == count {
+			return
 		}
-		if time.Since(start) > 10*time.Minute {
-			t.Fatalf("only %d of %d ElastiServices converged in 10 minutes", done, benchCount)
+		if time.Since(start) > 15*time.Minute {
+			t.Fatalf("only %d of %d ElastiServices converged in 15 minutes", done, count)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
-	converge := time.Since(start)
-	convergeReconciles := benchReconciles(t)
+}
 
-	// Nothing changes from here on: every reconcile is overhead.
-	time.Sleep(benchIdle)
-	idle := benchReconciles(t) - convergeReconciles
-
-	t.Logf("%d ElastiServices (each with a Deployment, Service, VirtualService and ready endpoints)", benchCount)
-	t.Logf("baseline: API server accepted the %d ElastiServices in %v", benchCount, createTime.Round(time.Millisecond))
-	t.Logf("converge: all %d Ready in Serve mode %v after the controller started (%.2f x baseline), %d reconciles",
-		benchCount, converge.Round(time.Millisecond), converge.Seconds()/createTime.Seconds(), int(convergeReconciles))
-	t.Logf("idle: %d reconciles in the next %v with nothing changing (%.1f per minute)",
-		int(idle), benchIdle, idle/benchIdle.Minutes())
+// benchHeap is the process's live heap after a full collection.
+func benchHeap() int64 {
+	goruntime.GC()
+	var m goruntime.MemStats
+	goruntime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }
 
 // reconciles reads controller-runtime's reconcile counter for the elastiservice controller.

@@ -35,7 +35,9 @@ var _ = Describe("The replay routes", func() {
 	}
 
 	It("merges the subsets of every DestinationRule of the host, and uses a wildcard host when no exact one is left", func() {
-		f := newFixture(3600)
+		// The replay routes are made when Proxy mode is first wanted, and kept from then on.
+		f := newFixture(1)
+		toZero(f)
 		By("splitting the subsets over two rules: v1 in the fixture's, v2 and a traffic policy in a newer one")
 		dr := &networkingv1.DestinationRule{}
 		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: "target"}, dr)).To(Succeed())
@@ -76,7 +78,8 @@ var _ = Describe("The replay routes", func() {
 	})
 
 	It("exports the private Service and the replay routes to the resolver's namespace, and puts that back", func() {
-		f := newFixture(3600)
+		f := newFixture(1)
+		toZero(f)
 		want := []string{".", resolverNS}
 		privateKey := client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}
 		Eventually(func(g Gomega) {

@@ -77,7 +77,7 @@ var _ = Describe("elasti's field manager", func() {
 		// scaler's write is seen on a target that was never at zero.
 		f := newFixture(3600)
 		s := &scaler.Scaler{Client: k8s, Mapper: k8s.RESTMapper()}
-		Expect(s.Set(testCtx, f.ns, f.es.Spec.ScaleTargetRef, 3)).To(Succeed())
+		Expect(s.Set(testCtx, f.ns, f.es.Spec.ScaleTargetRef, scaler.Scale{}, 3)).To(Succeed())
 		d := &appsv1.Deployment{}
 		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: "target"}, d)).To(Succeed())
 		Expect(ownsField(managedBy(d, v1alpha1.FieldManager, "scale"), "f:replicas")).To(BeTrue(), "/scale: %v", d.ManagedFields)

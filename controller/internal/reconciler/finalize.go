@@ -44,7 +44,7 @@ func (r *Reconciler) finalize(ctx context.Context, es *v1alpha1.ElastiService) (
 	case err != nil:
 		return ctrl.Result{}, err
 	case sc.Spec == 0:
-		if err := r.wake(ctx, es); err != nil {
+		if err := r.wake(ctx, es, sc); err != nil {
 			return ctrl.Result{}, err
 		}
 		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "WokeUp", "Finalize",

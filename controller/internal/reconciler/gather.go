@@ -29,11 +29,14 @@ import (
 type observed struct {
 	public *corev1.Service
 	scale  scaler.Scale
-	// ready counts the target's ready endpoints as the kubelet sees them. elasti's probed slices
-	// are the probed Service's, not the private Service's, so they are not counted.
+	// ready counts the target's ready endpoints as the kubelet sees them, in own. elasti's probed
+	// slices are the probed Service's, so they are not counted.
 	ready int32
-	// private is every EndpointSlice of the private Service.
-	private         []discoveryv1.EndpointSlice
+	// own is the Service's own EndpointSlices, which Kubernetes keeps for its selector in both
+	// modes; the slices elasti adds in Proxy mode are not among them.
+	own []discoveryv1.EndpointSlice
+	// proxyMade is when the proxy Service was created; zero when it does not exist.
+	proxyMade       time.Time
 	resolvers       []discoveryv1.Endpoint
 	virtualServices []*networkingv1.VirtualService
 	destinationRule *apinetworking.DestinationRule
@@ -107,11 +110,19 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 	}
 	obs.scaleRead = true
 
-	if obs.private, err = r.slicesOf(ctx, es.Namespace, names.PrivateService(es.Spec.Service)); err != nil {
+	// The Service's own slices rather than the private Service's, which exists only once Proxy
+	// mode has been wanted.
+	all, err := r.slicesOf(ctx, es.Namespace, es.Spec.Service)
+	if err != nil {
 		obs.reason = v1alpha1.ReasonListFailed
 		return obs, err
 	}
-	obs.ready = int32(len(readyIn(obs.private, notElastis)))
+	for _, s := range all {
+		if notElastis(&s) {
+			obs.own = append(obs.own, s)
+		}
+	}
+	obs.ready = int32(len(readyIn(obs.own, nil)))
 	obs.endpointsRead = true
 	if obs.resolvers, err = r.resolverEndpoints(ctx); err != nil {
 		obs.reason = v1alpha1.ReasonListFailed
@@ -123,6 +134,14 @@ func (r *Reconciler) gather(ctx context.Context, es *v1alpha1.ElastiService, now
 		if obs.destinationRule, err = r.destinationRuleFor(ctx, es); err != nil {
 			obs.reason = v1alpha1.ReasonListFailed
 			return obs, err
+		}
+		proxy := &corev1.Service{}
+		switch err := r.Get(ctx, types.NamespacedName{Namespace: es.Namespace, Name: names.ProxyService(es.Spec.Service)}, proxy); {
+		case err == nil:
+			obs.proxyMade = proxy.CreationTimestamp.Time
+		case !apierrors.IsNotFound(err):
+			obs.reason = v1alpha1.ReasonListFailed
+			return obs, fmt.Errorf("reading Service %s: %w", names.ProxyService(es.Spec.Service), err)
 		}
 	}
 

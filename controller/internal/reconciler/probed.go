@@ -21,7 +21,7 @@ import (
 	"github.com/elasti-dev/elasti/internal/names"
 )
 
-// newPod is a pod of the target that the private Service's own slices list as not ready yet.
+// newPod is a pod of the target that the Service's own slices list as not ready yet.
 type newPod struct {
 	ref    *corev1.ObjectReference
 	probed resources.Probed
@@ -29,13 +29,10 @@ type newPod struct {
 
 // newPods lists the target's pods that the kubelet has not marked Ready yet and that are not
 // going away.
-func newPods(private []discoveryv1.EndpointSlice) []newPod {
+func newPods(own []discoveryv1.EndpointSlice) []newPod {
 	var out []newPod
-	for i := range private {
-		s := &private[i]
-		if !notElastis(s) {
-			continue
-		}
+	for i := range own {
+		s := &own[i]
 		for _, ep := range s.Endpoints {
 			if endpoints.Ready(ep) || (ep.Conditions.Terminating != nil && *ep.Conditions.Terminating) ||
 				ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || ep.TargetRef.UID == "" || len(ep.Addresses) == 0 {
@@ -60,7 +57,7 @@ func (r *Reconciler) syncProbed(ctx context.Context, es *v1alpha1.ElastiService,
 	waking := d.Mode == v1alpha1.ModeProxy && obs.scale.Spec > 0 && obs.ready == 0
 	var pods []newPod
 	if waking {
-		pods = newPods(obs.private)
+		pods = newPods(obs.own)
 	}
 	switch {
 	case len(pods) == 0:

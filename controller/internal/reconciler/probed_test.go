@@ -75,12 +75,12 @@ var _ = Describe("Direct probing of a woken target's new pods", func() {
 		return pod
 	}
 
-	// notReady lists pod in the private Service's slice as the EndpointSlice controller would
+	// notReady lists pod in the Service's own slice as the EndpointSlice controller would
 	// before the kubelet marks it Ready. EndpointSlices refuse loopback addresses, so the slice
 	// has a pod-network address; elasti probes the pod's own IP, as the kubelet does.
 	notReady := func(f *fixture, pod *corev1.Pod) {
 		slice := &discoveryv1.EndpointSlice{}
-		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target") + "-test"}, slice)).To(Succeed())
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: "target-test"}, slice)).To(Succeed())
 		slice.Endpoints = []discoveryv1.Endpoint{{
 			Addresses:  []string{"10.244.0.50"},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(false)},

@@ -10,12 +10,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
 	"github.com/elasti-dev/elasti/controller/internal/decide"
 )
+
+// conflictRetry is how soon a pass whose scale write found the target changed looks again: the
+// cache has the change a moment later.
+const conflictRetry = 200 * time.Millisecond
 
 // Reconcile implements reconcile.Reconciler.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -31,12 +34,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !es.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, es)
 	}
-	if controllerutil.AddFinalizer(es, v1alpha1.Finalizer) {
-		if err := r.Update(ctx, es); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-
 	before := es.DeepCopy()
 	result, err := r.reconcile(ctx, es)
 	es.Status.ObservedGeneration = es.Generation
@@ -99,21 +96,18 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 		"modeSince", timeOf(es.Status.ModeSince), "wokeAt", timeOf(es.Status.LastScaledUpTime),
 		"wakeFailedAt", timeOf(es.Status.LastWakeFailureTime))
 
-	// 1. The private Service, and the replay routes on its host; the policy that lets replays
-	// through the target's ALLOW policies, before any caller is held for it.
-	if err := r.ensurePrivateService(ctx, es, obs.public); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensureResolverAuthorization(ctx, es, obs); err != nil {
-		return ctrl.Result{}, err
-	}
-	if r.Istio {
-		if err := r.ensureReplayRoutes(ctx, es, obs.destinationRule); err != nil {
+	// 1. What Proxy mode needs, made the first time it is wanted and kept from then on, so that
+	// an ElastiService that stays in Serve costs its status alone.
+	if d.Mode == v1alpha1.ModeProxy || es.Status.Mode == v1alpha1.ModeProxy {
+		if err := r.prepareProxy(ctx, es, obs); err != nil {
 			return ctrl.Result{}, err
 		}
-		// The proxy Service that rewritten routes name, before any route names it.
-		if err := r.ensureProxyService(ctx, es, obs); err != nil {
-			return ctrl.Result{}, err
+		if r.Istio {
+			made := time.Duration(0)
+			if !obs.proxyMade.IsZero() {
+				made = now.Sub(obs.proxyMade)
+			}
+			d = decide.Prepare(d, es.Status.Mode, made)
 		}
 	}
 	// 2. Routes. Mode is recorded only once they are programmed: make before break.
@@ -123,8 +117,11 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	}
 	r.setCondition(es, v1alpha1.ConditionRoutesProgrammed, true, string(d.Mode), "routes send callers to the "+modeTarget(d.Mode))
 	if es.Status.Mode != d.Mode {
-		r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ModeChanged", "Program",
-			"%s mode: %s", d.Mode, d.Reason)
+		// A new ElastiService's first Serve changes nothing for its callers: no event.
+		if es.Status.Mode != "" || d.Mode != v1alpha1.ModeServe {
+			r.Recorder.Eventf(es, nil, corev1.EventTypeNormal, "ModeChanged", "Program",
+				"%s mode: %s", d.Mode, d.Reason)
+		}
 		if d.Mode == v1alpha1.ModeServe && d.Reason == v1alpha1.ReasonWoken {
 			r.Metrics.observeWake(es, now)
 		}
@@ -135,7 +132,13 @@ func (r *Reconciler) reconcile(ctx context.Context, es *v1alpha1.ElastiService) 
 	if d.RecordWakeFailure {
 		r.recordWakeFailure(ctx, es, obs, now)
 	}
-	if err := r.scale(ctx, es, d, now); err != nil {
+	if err := r.scale(ctx, es, d, obs.scale, now); err != nil {
+		if apierrors.IsConflict(err) {
+			// The target changed since it was read (from the cache): decide again on what is
+			// there now, without calling it a failure.
+			log.FromContext(ctx).V(1).Info("the target changed since it was read; deciding again", "error", err.Error())
+			return ctrl.Result{RequeueAfter: conflictRetry}, nil
+		}
 		r.setCondition(es, v1alpha1.ConditionReady, false, v1alpha1.ReasonScaleFailed, err.Error())
 		return ctrl.Result{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	apinetworking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
@@ -339,9 +341,9 @@ var _ = Describe("Scaling to zero and back", func() {
 	})
 
 	It("finishes a deletion whose private Service is already gone without waiting for it", func() {
-		f := newFixture(300)
-		setTargetReady(f.ns, 2)
-		Eventually(func() v1alpha1.Mode { return f.status().Mode }).WithTimeout(wait).Should(Equal(v1alpha1.ModeServe))
+		f := newFixture(1)
+		toZero(f)
+		wakeToServe(f)
 		// As after a pass that deleted it and then failed to remove the finalizer.
 		Expect(k8s.Delete(testCtx, &corev1.Service{ObjectMeta: objMeta(names.PrivateService("target"), f.ns)})).To(Succeed())
 		setEndpoints(f.ns, names.PrivateService("target"), 0)
@@ -417,11 +419,37 @@ var _ = Describe("Scale targets", func() {
 
 		f := newFixture(3600)
 		ref := v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "deployments", Name: "target"}
-		Expect(s.Set(testCtx, f.ns, ref, 3)).To(Succeed())
+		Expect(s.Set(testCtx, f.ns, ref, scaler.Scale{}, 3)).To(Succeed())
 		sc, err := s.Get(testCtx, f.ns, ref)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(sc.Spec).To(Equal(int32(3)))
 		Expect(f.replicas()).To(Equal(int32(3)))
+	})
+
+	It("reads a Deployment from the cache, and writes onto the version it read, refusing a stale one", func() {
+		f := newFixture(3600)
+		// Deployment.Spec.Replicas comes from the object itself; a /scale read would fail, as
+		// the reader is asked for no subresource.
+		s := &scaler.Scaler{Client: k8s, Mapper: k8s.RESTMapper(), Cache: k8s}
+		read, err := s.Get(testCtx, f.ns, f.es.Spec.ScaleTargetRef)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(read.Spec).To(Equal(f.replicas()))
+		Expect(read.ResourceVersion).NotTo(BeEmpty())
+
+		By("someone else scaling it after the read")
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(testCtx, client.ObjectKey{Namespace: f.ns, Name: "target"}, d)).To(Succeed())
+		d.Spec.Replicas = ptr.To[int32](5)
+		Expect(k8s.Update(testCtx, d)).To(Succeed())
+		err = s.Set(testCtx, f.ns, f.es.Spec.ScaleTargetRef, read, 0)
+		Expect(apierrors.IsConflict(err)).To(BeTrue(), "a write onto a stale read: %v", err)
+		Expect(f.replicas()).To(Equal(int32(5)))
+
+		By("writing onto a fresh read")
+		read, err = s.Get(testCtx, f.ns, f.es.Spec.ScaleTargetRef)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(s.Set(testCtx, f.ns, f.es.Spec.ScaleTargetRef, read, 0)).To(Succeed())
+		Expect(f.replicas()).To(BeZero())
 	})
 
 	It("says which scale target is unknown", func() {
@@ -435,7 +463,9 @@ var _ = Describe("elasti's own objects", func() {
 	BeforeEach(func() { setResolverReady(true) })
 
 	It("puts back a private Service edited into an ExternalName", func() {
-		f := newFixture(3600)
+		// Made when Proxy mode is first wanted, and kept right from then on.
+		f := newFixture(1)
+		toZero(f)
 		key := client.ObjectKey{Namespace: f.ns, Name: names.PrivateService("target")}
 		private := &corev1.Service{}
 		Eventually(func() error { return k8s.Get(testCtx, key, private) }).WithTimeout(wait).Should(Succeed())

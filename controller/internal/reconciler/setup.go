@@ -40,6 +40,7 @@ import (
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -86,7 +87,7 @@ type Config struct {
 // autoscaler while it is at zero.
 type Scaler interface {
 	Get(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef) (scaler.Scale, error)
-	Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef, replicas int32) error
+	Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef, from scaler.Scale, replicas int32) error
 	PauseAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error
 	ResumeAutoscaler(ctx context.Context, namespace string, as *v1alpha1.Autoscaler) error
 }

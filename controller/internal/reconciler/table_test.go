@@ -50,7 +50,7 @@ func (s *fakeScaler) Get(context.Context, string, v1alpha1.ScaleTargetRef) (scal
 	return scaler.Scale{Spec: s.replicas, Status: s.replicas}, nil
 }
 
-func (s *fakeScaler) Set(_ context.Context, _ string, _ v1alpha1.ScaleTargetRef, n int32) error {
+func (s *fakeScaler) Set(_ context.Context, _ string, _ v1alpha1.ScaleTargetRef, _ scaler.Scale, n int32) error {
 	*s.log = append(*s.log, fmt.Sprintf("scale %d", n))
 	s.replicas = n
 	return nil
@@ -87,6 +87,10 @@ type world struct {
 	resolvers     int
 	nonHTTP       bool
 	triggersError bool
+	// noFinalizer is a new ElastiService, or one that has never wanted Proxy mode.
+	noFinalizer bool
+	// proxyAge is how long ago the proxy Service was made; none when zero.
+	proxyAge time.Duration
 }
 
 func (w world) objects() []client.Object {
@@ -115,9 +119,17 @@ func (w world) objects() []client.Object {
 	vs.Spec.Hosts = []string{"shop"}
 	vs.Spec.Http = []*apinetworking.HTTPRoute{{Route: []*apinetworking.HTTPRouteDestination{
 		{Destination: &apinetworking.Destination{Host: "shop"}}}}}
-	return []client.Object{es, svc, vs,
-		slice("shop", names.PrivateService("shop"), w.ready, "10.0.1."),
+	if w.noFinalizer {
+		es.Finalizers = nil
+	}
+	objs := []client.Object{es, svc, vs,
+		slice("shop", "shop", w.ready, "10.0.1."),
 		slice("elasti-system", "elasti-resolver", w.resolvers, "10.0.9.")}
+	if w.proxyAge > 0 {
+		objs = append(objs, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: names.ProxyService("shop"),
+			CreationTimestamp: metav1.NewTime(tableNow.Add(-w.proxyAge))}})
+	}
+	return objs
 }
 
 func slice(ns, service string, n int, prefix string) *discoveryv1.EndpointSlice {
@@ -216,7 +228,8 @@ func reconcileOnce(t *testing.T, w world) ([]string, ctrl.Result, *v1alpha1.Elas
 }
 
 func TestReconcileTable(t *testing.T) {
-	// The objects every pass keeps in both modes, on the first pass.
+	// What Proxy mode needs, made when it is first wanted (none exists in a row's world but the
+	// proxy Service, where it says).
 	setup := []string{"create Service shop-elasti-private", "create Service shop-elasti-proxy",
 		"create EndpointSlice shop-elasti-proxy-ipv4", "create DestinationRule shop-elasti-proxy"}
 	toResolver := []string{"patch VirtualService shop", "create EndpointSlice shop-elasti-ipv4"}
@@ -227,17 +240,40 @@ func TestReconcileTable(t *testing.T) {
 		wantMode    v1alpha1.Mode
 		wantReady   metav1.ConditionStatus
 		wantRequeue time.Duration
+		// wantFinalizer is whether the ElastiService has elasti's finalizer after the pass.
+		wantFinalizer *bool
 	}{
+		"a new ElastiService of an active target: its status alone, no finalizer, no event": {
+			world:         world{idle: time.Minute, replicas: 2, ready: 2, resolvers: 2, noFinalizer: true},
+			want:          []string{"status Serve"},
+			wantMode:      v1alpha1.ModeServe,
+			wantReady:     metav1.ConditionTrue,
+			wantRequeue:   4 * time.Minute,
+			wantFinalizer: ptr.To(false),
+		},
 		"active: Serve, nothing routed to the resolver, back when the cooldown ends": {
 			world:       world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Minute, replicas: 2, ready: 2, resolvers: 2},
-			want:        append(slices.Clone(setup), "status Serve"),
+			want:        []string{"status Serve"},
 			wantMode:    v1alpha1.ModeServe,
 			wantReady:   metav1.ConditionTrue,
 			wantRequeue: 4 * time.Minute,
 		},
-		"idle in Serve: routes to the resolver first, replicas kept, back after the drain delay": {
-			world:       world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2},
-			want:        append(append(slices.Clone(setup), toResolver...), "event ModeChanged", "status Proxy"),
+		"idle for the first time: the finalizer, then what Proxy needs; callers stay until istiod can have pushed it": {
+			world:         world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2, noFinalizer: true},
+			want:          append(append([]string{"patch ElastiService shop"}, setup...), "status Serve"),
+			wantMode:      v1alpha1.ModeServe,
+			wantRequeue:   2 * time.Second,
+			wantFinalizer: ptr.To(true),
+		},
+		"idle, the proxy Service made a second ago: callers stay for the rest of the delay": {
+			world:       world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2, proxyAge: time.Second},
+			want:        []string{"create Service shop-elasti-private", "patch Service shop-elasti-proxy", "create EndpointSlice shop-elasti-proxy-ipv4", "create DestinationRule shop-elasti-proxy", "status Serve"},
+			wantMode:    v1alpha1.ModeServe,
+			wantRequeue: time.Second,
+		},
+		"idle in Serve, the proxy Service made long ago: routes to the resolver first, replicas kept, back after the drain delay": {
+			world:       world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2, proxyAge: time.Hour},
+			want:        []string{"create Service shop-elasti-private", "patch Service shop-elasti-proxy", "create EndpointSlice shop-elasti-proxy-ipv4", "create DestinationRule shop-elasti-proxy", "patch VirtualService shop", "create EndpointSlice shop-elasti-ipv4", "event ModeChanged", "status Proxy"},
 			wantMode:    v1alpha1.ModeProxy,
 			wantReady:   metav1.ConditionTrue,
 			wantRequeue: 5 * time.Second,
@@ -260,13 +296,13 @@ func TestReconcileTable(t *testing.T) {
 		},
 		"a port that is not HTTP: never routed to the resolver, Ready False": {
 			world:     world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2, nonHTTP: true},
-			want:      append(slices.Clone(setup), "status Serve"),
+			want:      []string{"status Serve"},
 			wantMode:  v1alpha1.ModeServe,
 			wantReady: metav1.ConditionFalse,
 		},
 		"triggers that cannot be read: nothing is idle, asked again after the retry interval": {
 			world:       world{mode: v1alpha1.ModeServe, modeSince: time.Hour, idle: time.Hour, replicas: 2, ready: 2, resolvers: 2, triggersError: true},
-			want:        append(slices.Clone(setup), "status Serve"),
+			want:        []string{"status Serve"},
 			wantMode:    v1alpha1.ModeServe,
 			wantRequeue: 30 * time.Second,
 		},
@@ -285,6 +321,9 @@ func TestReconcileTable(t *testing.T) {
 				if c == nil || c.Status != tc.wantReady {
 					t.Errorf("Ready %+v, want %s", c, tc.wantReady)
 				}
+			}
+			if tc.wantFinalizer != nil && slices.Contains(es.Finalizers, v1alpha1.Finalizer) != *tc.wantFinalizer {
+				t.Errorf("finalizers %v, want elasti's: %t", es.Finalizers, *tc.wantFinalizer)
 			}
 			if tc.wantRequeue != 0 && res.RequeueAfter != tc.wantRequeue {
 				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tc.wantRequeue)

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +36,10 @@ var scaledObjectGVK = schema.GroupVersionKind{Group: "keda.sh", Version: "v1alph
 type Scaler struct {
 	Client client.Client
 	Mapper meta.RESTMapper
+	// Cache, when set, is where Deployments and StatefulSets are read from, so that a pass that
+	// changes nothing sends no request; other kinds are read through /scale. What is written
+	// goes through /scale, and only onto the version that was read.
+	Cache client.Reader
 }
 
 // Scale is a target's replica count as /scale reports it.
@@ -42,6 +48,8 @@ type Scale struct {
 	Spec int32
 	// Status is the observed replica count.
 	Status int32
+	// ResourceVersion is the target's version that was read; Set writes onto it only.
+	ResourceVersion string
 }
 
 // GVK resolves a scaleTargetRef to a kind; a plural resource name such as "deployments" is
@@ -80,6 +88,11 @@ func (s *Scaler) Get(ctx context.Context, namespace string, ref v1alpha1.ScaleTa
 	if err != nil {
 		return Scale{}, err
 	}
+	if s.Cache != nil {
+		if sc, ok, err := s.cached(ctx, u); ok || err != nil {
+			return sc, err
+		}
+	}
 	sc := &unstructured.Unstructured{}
 	sc.SetGroupVersionKind(schema.GroupVersionKind{Group: "autoscaling", Version: "v1", Kind: "Scale"})
 	if err := s.Client.SubResource("scale").Get(ctx, u, sc); err != nil {
@@ -87,16 +100,65 @@ func (s *Scaler) Get(ctx context.Context, namespace string, ref v1alpha1.ScaleTa
 	}
 	spec, _, _ := unstructured.NestedInt64(sc.Object, "spec", "replicas")
 	status, _, _ := unstructured.NestedInt64(sc.Object, "status", "replicas")
-	return Scale{Spec: int32(spec), Status: int32(status)}, nil
+	return Scale{Spec: int32(spec), Status: int32(status), ResourceVersion: sc.GetResourceVersion()}, nil
 }
 
-// Set writes the target's desired replica count.
-func (s *Scaler) Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef, replicas int32) error {
+// cached reads a Deployment or StatefulSet from the cache; ok is false for other kinds.
+func (s *Scaler) cached(ctx context.Context, u *unstructured.Unstructured) (sc Scale, ok bool, err error) {
+	key := client.ObjectKeyFromObject(u)
+	var spec *int32
+	switch u.GroupVersionKind() {
+	case appsv1.SchemeGroupVersion.WithKind("Deployment"):
+		d := &appsv1.Deployment{}
+		if err := s.Cache.Get(ctx, key, d); err != nil {
+			return Scale{}, true, fmt.Errorf("reading Deployment %s: %w", key, err)
+		}
+		spec, sc.Status, sc.ResourceVersion = d.Spec.Replicas, d.Status.Replicas, d.ResourceVersion
+	case appsv1.SchemeGroupVersion.WithKind("StatefulSet"):
+		st := &appsv1.StatefulSet{}
+		if err := s.Cache.Get(ctx, key, st); err != nil {
+			return Scale{}, true, fmt.Errorf("reading StatefulSet %s: %w", key, err)
+		}
+		spec, sc.Status, sc.ResourceVersion = st.Spec.Replicas, st.Status.Replicas, st.ResourceVersion
+	default:
+		return Scale{}, false, nil
+	}
+	sc.Spec = 1 // the API's default
+	if spec != nil {
+		sc.Spec = *spec
+	}
+	return sc, true, nil
+}
+
+// KeepReplicas is a cache transform for Deployments and StatefulSets: the Scaler reads only
+// their replica counts and version, so a cluster's thousands of pod templates are not kept.
+func KeepReplicas(o any) (any, error) {
+	slim := func(m metav1.ObjectMeta) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion, Generation: m.Generation}
+	}
+	switch w := o.(type) {
+	case *appsv1.Deployment:
+		return &appsv1.Deployment{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta),
+			Spec: appsv1.DeploymentSpec{Replicas: w.Spec.Replicas}, Status: appsv1.DeploymentStatus{Replicas: w.Status.Replicas}}, nil
+	case *appsv1.StatefulSet:
+		return &appsv1.StatefulSet{TypeMeta: w.TypeMeta, ObjectMeta: slim(w.ObjectMeta),
+			Spec: appsv1.StatefulSetSpec{Replicas: w.Spec.Replicas}, Status: appsv1.StatefulSetStatus{Replicas: w.Status.Replicas}}, nil
+	}
+	return o, nil
+}
+
+// Set writes the target's desired replica count onto the version read (from.ResourceVersion):
+// if the target changed since, the API server refuses it with a conflict, and the caller decides
+// again on what is there now. An empty version writes unconditionally.
+func (s *Scaler) Set(ctx context.Context, namespace string, ref v1alpha1.ScaleTargetRef, from Scale, replicas int32) error {
 	u, err := s.target(namespace, ref)
 	if err != nil {
 		return err
 	}
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	if from.ResourceVersion != "" {
+		patch = fmt.Appendf(nil, `{"metadata":{"resourceVersion":%q},"spec":{"replicas":%d}}`, from.ResourceVersion, replicas)
+	}
 	if err := s.Client.SubResource("scale").Patch(ctx, u, client.RawPatch(types.MergePatchType, patch),
 		client.FieldOwner(v1alpha1.FieldManager)); err != nil {
 		return fmt.Errorf("scaling %s %s/%s to %d: %w", u.GetKind(), namespace, ref.Name, replicas, err)

@@ -3,10 +3,16 @@ package scaler
 import (
 	"context"
 	"maps"
+	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/elasti-dev/elasti/api/v1alpha1"
@@ -91,5 +97,32 @@ func TestNoAutoscalerNothingToPause(t *testing.T) {
 		if err := s.ResumeAutoscaler(context.Background(), "shop", as); err != nil {
 			t.Errorf("resume with %v: %v", as, err)
 		}
+	}
+}
+
+func TestKeepReplicas(t *testing.T) {
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", ResourceVersion: "7",
+			Annotations: map[string]string{"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("x", 1000)}},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3), Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}}}},
+		Status: appsv1.DeploymentStatus{Replicas: 2},
+	}
+	got, err := KeepReplicas(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", ResourceVersion: "7"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3)}, Status: appsv1.DeploymentStatus{Replicas: 2}}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("KeepReplicas() = %+v, want %+v", got, want)
+	}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", ResourceVersion: "9"},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](1), ServiceName: "db"}}
+	if got, _ := KeepReplicas(sts); got.(*appsv1.StatefulSet).Spec.ServiceName != "" || *got.(*appsv1.StatefulSet).Spec.Replicas != 1 {
+		t.Errorf("KeepReplicas(StatefulSet) = %+v", got)
+	}
+	if got, _ := KeepReplicas("other"); got != "other" {
+		t.Errorf("KeepReplicas passes other objects through, got %v", got)
 	}
 }
