@@ -113,9 +113,9 @@ func (r *Reconciler) authorizationFor(ctx context.Context, es *v1alpha1.ElastiSe
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets;replicasets,verbs=get
 
 // templateLabels reads the labels of the target's pod template, straight from the API server:
-// asked only for a policy whose selector the Service's selector cannot decide, so no cache
-// watches every Deployment for it. ok is false for a kind without spec.template, or one elasti
-// may not read.
+// the cache keeps workloads without their pod templates (scaler.KeepReplicas), and this is asked
+// only for a policy whose selector the Service's selector cannot decide. ok is false for a kind
+// without spec.template, or one elasti may not read.
 func (r *Reconciler) templateLabels(ctx context.Context, es *v1alpha1.ElastiService) (map[string]string, bool) {
 	ref := es.Spec.ScaleTargetRef
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
