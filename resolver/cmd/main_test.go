@@ -27,6 +27,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -182,7 +183,8 @@ func fakeController(t *testing.T) (string, <-chan activityv1.Signal) {
 func createTarget(t *testing.T, k8s client.Client, ns string, slice bool, probes ...v1alpha1.ProbeResponse) *v1alpha1.ElastiService {
 	t.Helper()
 	es := &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-es"},
+		// The finalizer, as the controller adds it before it makes anything for Proxy mode.
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-es", Finalizers: []string{v1alpha1.Finalizer}},
 		Spec: v1alpha1.ElastiServiceSpec{
 			Service:        "web",
 			ScaleTargetRef: v1alpha1.ScaleTargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
@@ -307,8 +309,12 @@ func TestBinary(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no activity signal reached the controller")
 	}
-	// Deleting the ElastiService releases its held request at once.
+	// Deleting the ElastiService releases its held request at once: once the controller's
+	// finalizer has run (here, at once), the object is gone.
 	if err := k8s.Delete(ctx, es); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Patch(ctx, es, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))); err != nil {
 		t.Fatal(err)
 	}
 	if r := receive(t, "the held request", got); r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "removed") {

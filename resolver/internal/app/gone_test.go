@@ -27,18 +27,20 @@ type goneHarness struct {
 	key   types.NamespacedName
 	addr  string
 	dials sync.Map // address the proxy dialled -> true
+	act   *countActivity
 }
 
 func newGoneHarness(t *testing.T, backend string) *goneHarness {
 	t.Helper()
-	g := &goneHarness{}
+	g := &goneHarness{act: &countActivity{}}
 	_, port, _ := net.SplitHostPort(backend)
 	public := "app.shop.svc.cluster.local:" + port
 	o := harnessOptions()
-	o.MaxPending, o.ActivityClient = 100, &countActivity{}
+	o.MaxPending, o.ActivityClient = 100, g.act
 	o.Proxy.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		g.dials.Store(addr, true)
-		if addr != public && addr != backend {
+		// Port 80: the port a Host without one means when the resolver knows no ports.
+		if addr != public && addr != backend && addr != "app.shop.svc.cluster.local:80" {
 			t.Errorf("proxy dialled %s, want only %s or %s", addr, public, backend)
 		}
 		return (&net.Dialer{}).DialContext(ctx, network, backend) // loopback only
@@ -248,5 +250,58 @@ func TestH2CallerReconnectsAfterDeletion(t *testing.T) {
 		if c != 1 {
 			t.Errorf("backend saw request %s %d times, want exactly once", id, c)
 		}
+	}
+}
+
+// An ElastiService that has never been in Proxy mode has no private Service: a request that
+// reaches the resolver anyway (a caller that names the resolver) goes at once to the public
+// Service, which leads to the pods, and counts as activity; a request that comes back from it
+// would loop, and is refused.
+func TestNeverProxiedForwardedToPublicService(t *testing.T) {
+	backend, counts := countingBackend(t)
+	g := newGoneHarness(t, backend)
+	// As the controller leaves it before Proxy mode is first wanted: no finalizer, no private
+	// Service.
+	es := resolvertest.ElastiService("shop", "app")
+	es.Finalizers = nil
+	g.Registry.DeleteService("shop", "app-elasti-private")
+	g.Registry.UpsertElastiService(es)
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(id string, header http.Header) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+g.addr+"/?id="+id, nil)
+		// The resolver knows no ports without the private Service: port 80, the usual one.
+		req.Host = "app.shop"
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("request %s: %v", id, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		return res, string(b)
+	}
+	if res, body := get("n1", nil); res.StatusCode != http.StatusOK || body != "n1" {
+		t.Errorf("never proxied: %d %q, want 200 %q at once", res.StatusCode, body, "n1")
+	}
+	if got := counts()["n1"]; got != 1 {
+		t.Errorf("backend saw n1 %d times, want once", got)
+	}
+	if _, ok := g.dials.Load("app.shop.svc.cluster.local:80"); !ok {
+		t.Error("the proxy never dialled the public Service")
+	}
+	if got := testutil.ToFloat64(g.Metrics.Responses.WithLabelValues("shop", "app", "2xx", metrics.OutcomeNotProxied)); got != 1 {
+		t.Errorf("not_proxied responses = %v, want 1", got)
+	}
+	if got := g.act.active.Load(); got == 0 {
+		t.Error("the forwarded request was not counted as activity")
+	}
+	if res, body := get("n2", http.Header{"Via": {"1.1 elasti-resolver"}}); res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a request back from the public Service: %d %q, want 503", res.StatusCode, body)
+	}
+	if got := counts()["n2"]; got != 0 {
+		t.Errorf("backend saw the looping n2 %d times", got)
 	}
 }

@@ -36,7 +36,7 @@ const via = "1.1 elasti-resolver"
 
 // Forward chooses where the request goes and leaves it in Request.Upstream, which the context
 // carries to the proxy. A gone target (a tombstone) goes to its public Service, whose routes
-// point at its pods again.
+// point at its pods again, and so does one never proxied, whose routes never left them.
 type Forward struct {
 	Next      http.Handler
 	Mode      string
@@ -53,7 +53,7 @@ var _ http.Handler = (*Forward)(nil)
 func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
 	t := req.Entry
-	if t.Gone || t.Serving {
+	if t.Gone || t.Serving || t.Unprepared {
 		closeConn(w, r)
 	}
 	if h.MinBodyRate > 0 && !req.BodyRead && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -64,16 +64,21 @@ func (h *Forward) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u := &req.Upstream
 	u.H2C = wantsH2C(r, req.Port.Name)
 	switch {
-	case t.Gone:
+	case t.Gone || t.Unprepared:
 		if slices.ContainsFunc(r.Header.Values("Via"), func(v string) bool { return strings.Contains(v, via) }) {
 			req.Outcome = metrics.OutcomeGone
 			w.Header().Set("Retry-After", "1")
-			http.Error(w, "elasti: "+t.Key()+" was deleted and its Service still routes to the resolver", http.StatusServiceUnavailable)
+			msg := " was deleted and its Service still routes to the resolver"
+			if !t.Gone {
+				msg = " has never been in Proxy mode, yet its Service routes to the resolver"
+			}
+			http.Error(w, "elasti: "+t.Key()+msg, http.StatusServiceUnavailable)
 			return
 		}
 		r.Header.Add("Via", via)
-		// The private Service is deleted with the ElastiService, so pods mode has no slice
-		// to pick from either: both modes go through the public Service.
+		// The private Service is deleted with the ElastiService, and made only when Proxy mode
+		// is first wanted, so pods mode has no slice to pick from either: both modes go
+		// through the public Service.
 		u.Addr = names.ServiceFQDN(t.Service, t.Namespace, h.Domain) + ":" + strconv.Itoa(int(req.Port.Port))
 		if h.Mode != UpstreamPods {
 			u.Host = u.Addr // the sidecar routes on the Host

@@ -93,6 +93,12 @@ func (h *Hold) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	es := types.NamespacedName{Namespace: t.Namespace, Name: t.Name}
+	if t.Unprepared {
+		req.Outcome = metrics.OutcomeNotProxied
+		h.Activity.Active(es)
+		h.Next.ServeHTTP(w, r)
+		return
+	}
 	// A ready target passes before anything is set up for holding: warm traffic then costs a
 	// map load and an atomic read, and allocates nothing here.
 	if h.Throttler.Ready(t.Backend) {

@@ -27,8 +27,8 @@ var _ http.Handler = (*Probe)(nil)
 
 func (h *Probe) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := RequestFrom(r.Context())
-	// A gone target's probes reach its pods through the public Service.
-	if len(req.Entry.Probes) == 0 || req.Entry.Gone || h.Gate.Ready(req.Entry.Backend) {
+	// A gone or never proxied target's probes reach its pods through the public Service.
+	if len(req.Entry.Probes) == 0 || req.Entry.Gone || req.Entry.Unprepared || h.Gate.Ready(req.Entry.Backend) {
 		h.Next.ServeHTTP(w, r)
 		return
 	}

@@ -22,6 +22,10 @@ const (
 	// OutcomeGoneForwarded: the ElastiService was deleted within the grace period; the request
 	// went to the public Service, which points at the target's pods again.
 	OutcomeGoneForwarded = "gone_forwarded"
+	// OutcomeNotProxied: the ElastiService has never been in Proxy mode, so it has no private
+	// Service and its routes and endpoints were never changed; the request went to the public
+	// Service, which points at the target's pods.
+	OutcomeNotProxied = "not_proxied"
 )
 
 // Results of an activity signal, the result label of ActivitySignals.

@@ -48,6 +48,10 @@ type Entry struct {
 	// Gone marks a tombstone: the ElastiService was deleted, its routes are restored and its
 	// private Service may be gone, so requests go to the public Service.
 	Gone bool
+	// Unprepared says the ElastiService has never wanted Proxy mode (it has no finalizer yet):
+	// the controller has not made its private Service, and nothing routes callers to the
+	// resolver, so a request that reaches it anyway goes to the public Service.
+	Unprepared bool
 	// Policies are the AuthorizationPolicies ("namespace/name") that apply to the target's
 	// pods, as the controller found them (status.authorizationPolicies): every caller is
 	// checked against them before it is held or replayed.
@@ -310,7 +314,7 @@ func (r *Registry) bury(key types.NamespacedName, t *Entry) {
 		return
 	}
 	g := *t
-	g.Gone, g.Serving = true, false
+	g.Gone, g.Serving, g.Unprepared = true, false, false
 	if len(g.Ports) == 0 {
 		g.Ports = last
 	}
@@ -396,6 +400,8 @@ func (r *Registry) build(es *v1alpha1.ElastiService) *Entry {
 		Ports:     r.ports[backend],
 		Serving:   es.Status.Mode == v1alpha1.ModeServe,
 		Policies:  es.Status.AuthorizationPolicies,
+		// The controller adds its finalizer before it makes anything for Proxy mode.
+		Unprepared: !slices.Contains(es.Finalizers, v1alpha1.Finalizer),
 	}
 	if len(t.Ports) > 0 {
 		r.lastPorts[types.NamespacedName{Namespace: es.Namespace, Name: es.Name}] = t.Ports

@@ -47,11 +47,11 @@ func (noActivity) Held(types.NamespacedName, func() bool) {}
 func (noActivity) Active(types.NamespacedName)            {}
 func (noActivity) Forget(types.NamespacedName)            {}
 
-// ElastiService is the ElastiService namespace/service for the Service of the same name, with
-// nothing else set.
+// ElastiService is the ElastiService namespace/service for the Service of the same name, as the
+// controller has prepared it for Proxy mode (its finalizer), with nothing else set.
 func ElastiService(namespace, service string) *v1alpha1.ElastiService {
 	return &v1alpha1.ElastiService{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: service},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: service, Finalizers: []string{v1alpha1.Finalizer}},
 		Spec:       v1alpha1.ElastiServiceSpec{Service: service},
 	}
 }
