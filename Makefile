@@ -190,7 +190,7 @@ bench-resolver: ## Resolver: warm pass-through vs direct, 10,000 held at zero, w
 COLDSTART_ARGS ?=
 
 .PHONY: bench-coldstart
-bench-coldstart: cluster-tools images $(HELM) ## Cold start on a real local cluster: one request and 100 at zero through elasti vs scaling directly (needs root).
+bench-coldstart: cluster-tools images $(HELM) ## Cold start on a real local cluster, three target shapes: one request and 100 at zero through elasti vs scaling directly, and the app's floor (needs root).
 	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/coldstart-$(CLUSTER_NETNS) ./test/bench/coldstart
 	$(call in-cluster,$(CACHE)/bin/coldstart-$(CLUSTER_NETNS) -helm $(HELM) -chart $(CURDIR)/charts/elasti $(COLDSTART_ARGS))
 
