@@ -278,14 +278,14 @@ func (b *bench) runShape(ctx context.Context, s shape) ([]string, error) {
 	fa, fb := median(floors["a"]), median(floors["b"])
 	fmt.Printf("\n%-36s %s\n", "", "median   (endpoint ready)   runs")
 	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", fmt.Sprintf("baseline: scale, poll every %s", o.poll), mb.Milliseconds(), median(baseReady).Milliseconds(), ms(base))
-	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", "(a) one request at zero", ma.Milliseconds(), median(singleReady).Milliseconds(), ms(single))
-	fmt.Printf("%-36s %6d ms (%6d ms)   %s\n", fmt.Sprintf("(b) slowest of %d at zero", o.burst), mbu.Milliseconds(), median(burstReady).Milliseconds(), ms(burst))
+	fmt.Printf("%-36s %6d ms (%9s)   %s\n", "(a) one request at zero", ma.Milliseconds(), readyMs(singleReady), ms(single))
+	fmt.Printf("%-36s %6d ms (%9s)   %s\n", fmt.Sprintf("(b) slowest of %d at zero", o.burst), mbu.Milliseconds(), readyMs(burstReady), ms(burst))
 	fmt.Printf("the app's floor, scale-up to listening: (a) runs %d ms, (b) runs %d ms, baseline runs %d ms\n",
 		fa.Milliseconds(), fb.Milliseconds(), median(floors["baseline"]).Milliseconds())
 	// The baseline's first 200 waits for kube-proxy to program the ready endpoint; elasti's
 	// replay (upstream=pods) does not.
-	fmt.Printf("after the endpoint was ready: baseline %d ms, (a) %d ms, (b) %d ms\n",
-		median(minus(base, baseReady)).Milliseconds(), median(minus(single, singleReady)).Milliseconds(), median(minus(burst, burstReady)).Milliseconds())
+	fmt.Printf("after the endpoint was ready: baseline %s, (a) %s, (b) %s\n",
+		readyMs(minus(base, baseReady)), readyMs(minus(single, singleReady)), readyMs(minus(burst, burstReady)))
 	fmt.Printf("from the app's listen to the answer: (a) %d ms, (b) %d ms, baseline %d ms\n",
 		median(afterListen["a"]).Milliseconds(), median(afterListen["b"]).Milliseconds(), median(afterListen["baseline"]).Milliseconds())
 	ta, tb := time.Duration(1.05*float64(fa))+50*time.Millisecond, time.Duration(1.10*float64(fb))+150*time.Millisecond
@@ -349,6 +349,15 @@ func (b *bench) listenedAt(ctx context.Context) (time.Time, error) {
 		return latest, errors.New("no pod logged its listen")
 	}
 	return latest, nil
+}
+
+// readyMs is the median of ds in ms, or says that no run saw the endpoint ready before its
+// answer (elasti answered from its own probe before the kubelet's Ready).
+func readyMs(ds []time.Duration) string {
+	if !slices.ContainsFunc(ds, func(d time.Duration) bool { return d >= 0 }) {
+		return "not yet"
+	}
+	return fmt.Sprintf("%d ms", median(slices.DeleteFunc(slices.Clone(ds), func(d time.Duration) bool { return d < 0 })).Milliseconds())
 }
 
 func verdict(ok bool) string {
