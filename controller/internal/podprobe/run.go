@@ -16,12 +16,13 @@ type Backoff struct {
 	Initial time.Duration
 	// Factor multiplies the wait after each further failure; default 2, at least 1.
 	Factor float64
-	// Max caps a wait; default 500ms, which still beats the kubelet's periodSeconds by far.
+	// Max caps a wait; default 100ms: a held request waits for the next check after the app
+	// listens, so the cap is what a cold start pays on top of the app's own start.
 	Max time.Duration
 	// Jitter shortens each wait by a random fraction up to this, in [0, 1); default 0.2. It keeps
 	// the probes of pods that started together apart, and never takes a wait past Max.
 	Jitter float64
-	// Attempts bounds the checks; default 500.
+	// Attempts bounds the checks; default 3000, five minutes at the cap.
 	Attempts int
 	// Timeout bounds the whole of Run, the check under way included; default 2m.
 	Timeout time.Duration
@@ -31,9 +32,9 @@ type Backoff struct {
 const (
 	DefaultInitial  = 25 * time.Millisecond
 	DefaultFactor   = 2.0
-	DefaultMax      = 500 * time.Millisecond
+	DefaultMax      = 100 * time.Millisecond
 	DefaultJitter   = 0.2
-	DefaultAttempts = 500
+	DefaultAttempts = 3000
 	DefaultTimeout  = 2 * time.Minute
 )
 

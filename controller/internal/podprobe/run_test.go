@@ -23,11 +23,11 @@ func TestDelay(t *testing.T) {
 	}{
 		"defaults, first wait":                {n: 0, r: 0, want: 25 * ms},
 		"defaults, doubled":                   {n: 1, r: 0, want: 50 * ms},
-		"defaults, fourth wait":               {n: 4, r: 0, want: 400 * ms},
-		"defaults, capped":                    {n: 5, r: 0, want: 500 * ms},
-		"defaults, capped far out":            {n: 1 << 20, r: 0, want: 500 * ms},
+		"defaults, third wait":                {n: 2, r: 0, want: 100 * ms},
+		"defaults, capped":                    {n: 5, r: 0, want: 100 * ms},
+		"defaults, capped far out":            {n: 1 << 20, r: 0, want: 100 * ms},
 		"defaults, most jitter":               {n: 0, r: 1, want: 20 * ms},
-		"defaults, half jitter at the cap":    {n: 9, r: 0.5, want: 450 * ms},
+		"defaults, half jitter at the cap":    {n: 9, r: 0.5, want: 90 * ms},
 		"negative n is the first wait":        {n: -3, r: 0, want: 25 * ms},
 		"r below zero clamps to none":         {n: 0, r: -5, want: 25 * ms},
 		"r above one clamps to most":          {n: 0, r: 7, want: 20 * ms},
@@ -69,7 +69,7 @@ func TestDelayBounds(t *testing.T) {
 
 func TestBackoffDefaults(t *testing.T) {
 	got := Backoff{Jitter: -1, Attempts: -2, Timeout: -time.Second}.withDefaults()
-	want := Backoff{Initial: 25 * time.Millisecond, Factor: 2, Max: 500 * time.Millisecond, Jitter: 0.2, Attempts: 500, Timeout: 2 * time.Minute}
+	want := Backoff{Initial: 25 * time.Millisecond, Factor: 2, Max: 100 * time.Millisecond, Jitter: 0.2, Attempts: 3000, Timeout: 2 * time.Minute}
 	if got != want {
 		t.Errorf("defaults %+v, want %+v", got, want)
 	}
