@@ -64,6 +64,7 @@ func run() error {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&o.app.Activity.ControllerURL, "controller-url", "http://elasti-controller.elasti-system.svc:8013", "Base URL of the controller's activity endpoint.")
+	flag.DurationVar(&o.app.Activity.KeepAlive, "activity-keepalive", 20*time.Second, "Time between keepalives to the controller, which keep a connection on its leader and the token reviewed, so a wake's first signal waits for neither; 0 sends none. Keep it under half a minute, when a token's review is renewed.")
 	flag.StringVar(&o.app.Activity.TokenFile, "token-file", "/var/run/secrets/elasti/token", "Projected service account token sent to the controller; re-read when it changes.")
 	flag.IntVar(&o.app.MaxPending, "max-pending-per-target", app.DefaultMaxPending, "Requests held per target unless spec.queue.maxPending says otherwise.")
 	flag.IntVar(&o.app.MaxPendingTotal, "max-pending-total", app.DefaultMaxPendingTotal, "Requests held across all targets.")

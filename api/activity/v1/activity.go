@@ -9,6 +9,12 @@ import "time"
 // Path is where the controller's leader accepts activity signals (HTTP POST).
 const Path = "/v1/activity"
 
+// KeepAlivePath is where the resolver checks, between wakes, that the leader takes its signals
+// (HTTP POST, no body; 204). It names no ElastiService and wakes nothing: it keeps the
+// resolver's connection on the leader and its token reviewed, so that the first signal of a
+// wake pays neither a dial, nor a standby's 503, nor a TokenReview.
+const KeepAlivePath = "/v1/keepalive"
+
 // DefaultPort is the controller's activity port.
 const DefaultPort = 8013
 

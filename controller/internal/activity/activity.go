@@ -142,6 +142,9 @@ type TokenReviewer struct {
 	accepted tokenCache
 	refused  tokenCache
 	sources  map[string]*sourceLimit
+	renewing map[[32]byte]bool // a renewal's review is under way
+	// renewed, when set, is called after each renewal (tests wait on it).
+	renewed func()
 }
 
 var _ Authenticator = (*TokenReviewer)(nil)
@@ -159,14 +162,58 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 	sum := sha256.Sum256([]byte(token))
 	r.mu.Lock()
 	accepted, refused := r.accepted.has(sum, now), r.refused.has(sum, now)
+	renew := accepted && r.accepted.renewDue(sum, now) && !r.renewing[sum]
+	if renew {
+		if r.renewing == nil {
+			r.renewing = map[[32]byte]bool{}
+		}
+		r.renewing[sum] = true
+	}
 	r.mu.Unlock()
 	switch {
 	case accepted:
+		if renew {
+			go r.renew(clk, token, source, sum)
+		}
 		return Authenticated, 0, nil
 	case refused:
 		return RejectedToken, 0, nil
 	}
+	return r.review(ctx, now, token, source, sum)
+}
 
+// renewTimeout bounds a renewal's review, which no request waits for.
+const renewTimeout = 10 * time.Second
+
+// renew reviews an accepted token again before its acceptance lapses, off the signal's path: a
+// resolver that keeps signalling (its keepalive does, every 20 s) never waits for a TokenReview,
+// the first signal of a wake included, and the token is still reviewed at least once per
+// AcceptedTTL. A refusal drops the acceptance at once; a failed review lets it lapse.
+func (r *TokenReviewer) renew(clk clock.PassiveClock, token, source string, sum [32]byte) {
+	defer func() {
+		r.mu.Lock()
+		delete(r.renewing, sum)
+		r.mu.Unlock()
+		if r.renewed != nil {
+			r.renewed()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), renewTimeout)
+	defer cancel()
+	v, _, err := r.review(ctx, clk.Now(), token, source, sum)
+	switch {
+	case err != nil:
+		r.Log.Error(err, "renewing the resolver's token review; it lapses unless a later one passes")
+	case v == RejectedToken || v == Unauthorized:
+		r.mu.Lock()
+		r.accepted.drop(sum)
+		r.mu.Unlock()
+	}
+}
+
+// review judges a token that neither cache answers for: from its claims, then with a
+// TokenReview within source's rate limit.
+func (r *TokenReviewer) review(ctx context.Context, now time.Time, token, source string, sum [32]byte) (Verdict, time.Duration, error) {
 	parse := r.parse
 	if parse == nil {
 		parse = parseToken
@@ -194,13 +241,15 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, token, source string) 
 		r.refuse(sum, now)
 		return Unauthorized, 0, nil
 	}
-	until := now.Add(AcceptedTTL)
+	until, renewAfter := now.Add(AcceptedTTL), now.Add(AcceptedTTL/2)
 	if exp := c.expiry(); exp.Before(until) {
-		until = exp
+		// Renewing would not extend the acceptance: the kubelet's next token needs its own review.
+		until, renewAfter = exp, time.Time{}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.accepted.add(sum, until, now)
+	r.accepted.setRenewAfter(sum, renewAfter)
 	return Authenticated, 0, nil
 }
 
@@ -285,11 +334,35 @@ func pruneSources(sources map[string]*sourceLimit, now time.Time, refill time.Du
 type tokenCache struct {
 	until map[[32]byte]time.Time
 	order [][32]byte // the keys of until, oldest first
+	// renewAfter is when an accepted token's review should be renewed; absent, never.
+	renewAfter map[[32]byte]time.Time
 }
 
 func (c *tokenCache) has(k [32]byte, now time.Time) bool {
 	u, ok := c.until[k]
 	return ok && now.Before(u)
+}
+
+func (c *tokenCache) renewDue(k [32]byte, now time.Time) bool {
+	t, ok := c.renewAfter[k]
+	return ok && !now.Before(t)
+}
+
+func (c *tokenCache) setRenewAfter(k [32]byte, t time.Time) {
+	if t.IsZero() {
+		delete(c.renewAfter, k)
+		return
+	}
+	if c.renewAfter == nil {
+		c.renewAfter = map[[32]byte]time.Time{}
+	}
+	c.renewAfter[k] = t
+}
+
+// drop forgets k at once; its place in order goes when it reaches the front.
+func (c *tokenCache) drop(k [32]byte) {
+	delete(c.until, k)
+	delete(c.renewAfter, k)
 }
 
 func (c *tokenCache) add(k [32]byte, until, now time.Time) {
@@ -302,6 +375,7 @@ func (c *tokenCache) add(k [32]byte, until, now time.Time) {
 	c.until[k] = until
 	for len(c.order) > 0 && (len(c.until) > maxCached || !now.Before(c.until[c.order[0]])) {
 		delete(c.until, c.order[0])
+		delete(c.renewAfter, c.order[0])
 		c.order = c.order[1:]
 	}
 }
@@ -372,13 +446,13 @@ func decodePart(part string, v any) error {
 // Metrics of the activity endpoint. Labels are bounded: the result only.
 var signals = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "elasti_controller_activity_signals_total",
-	Help: "Activity signals received from the resolver, by result (accepted, held, not_leader, rejected_token, rate_limited, unauthorized, invalid).",
+	Help: "Activity signals received from the resolver, by result (accepted, held, keepalive, not_leader, rejected_token, rate_limited, unauthorized, invalid).",
 }, []string{"result"})
 
 // Collectors returns the package's metrics, for registration.
 func Collectors() []prometheus.Collector { return []prometheus.Collector{signals} }
 
-// Handler serves activityv1.Path.
+// Handler serves activityv1.Path, and activityv1.KeepAlivePath with the same checks.
 type Handler struct {
 	Store *Store
 	// Auth checks the caller; nil accepts everyone (for tests and clusters that restrict the
@@ -435,6 +509,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.URL.Path == activityv1.KeepAlivePath {
+		signals.WithLabelValues("keepalive").Inc()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	var sig activityv1.Signal
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&sig); err != nil {
 		signals.WithLabelValues("invalid").Inc()
@@ -478,6 +557,7 @@ type Server struct {
 func (s *Server) Start(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle(activityv1.Path, s.Handler)
+	mux.Handle(activityv1.KeepAlivePath, s.Handler)
 	srv := &http.Server{Addr: s.Addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

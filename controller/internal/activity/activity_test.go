@@ -361,3 +361,96 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// An accepted token used past half of AcceptedTTL is reviewed again in the background, so a
+// resolver that keeps signalling never waits for a review, and the token is still reviewed at
+// least once per AcceptedTTL: a refusal ends the acceptance at once.
+func TestTokenReviewerRenewsAheadOfLapse(t *testing.T) {
+	f := newReviewFixture(true)
+	renewed := make(chan struct{}, 1)
+	f.reviewer.renewed = func() { renewed <- struct{}{} }
+	waitRenewal := func() {
+		t.Helper()
+		select {
+		case <-renewed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no renewal")
+		}
+	}
+	good := f.token(nil)
+	f.reviews.users[good] = resolverUser
+	start := f.clock.Now()
+	if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusAccepted {
+		t.Fatalf("status = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+	f.clock.SetTime(start.Add(AcceptedTTL / 4))
+	f.post(good, "10.0.0.1")
+	if got := f.reviews.count(); got != 1 {
+		t.Fatalf("TokenReviews before half the TTL = %d, want 1", got)
+	}
+
+	f.clock.SetTime(start.Add(AcceptedTTL / 2))
+	if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusAccepted {
+		t.Fatalf("status while renewing = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+	waitRenewal()
+	if got := f.reviews.count(); got != 2 {
+		t.Fatalf("TokenReviews after a renewal = %d, want 2", got)
+	}
+	// Past the first review's lapse, within the renewal's: accepted with no review on the way.
+	f.clock.SetTime(start.Add(AcceptedTTL + time.Second))
+	if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusAccepted {
+		t.Fatalf("status after the first review's TTL = %d, want %d", rec.Code, http.StatusAccepted)
+	}
+	if got := f.reviews.count(); got != 2 {
+		t.Errorf("TokenReviews past the first TTL = %d, want 2: the renewal should have covered it", got)
+	}
+	waitRenewal() // that signal was past the renewal's own half-life, so it renewed again
+	if got := f.reviews.count(); got != 3 {
+		t.Fatalf("TokenReviews = %d, want 3", got)
+	}
+
+	// The API server stops accepting the token (its pod was deleted): the next renewal ends it.
+	delete(f.reviews.users, good)
+	f.clock.SetTime(start.Add(AcceptedTTL + AcceptedTTL/2 + 2*time.Second))
+	f.post(good, "10.0.0.1")
+	waitRenewal()
+	if rec := f.post(good, "10.0.0.1"); rec.Code != http.StatusUnauthorized {
+		t.Errorf("status after a refused renewal = %d, want %d", rec.Code, http.StatusUnauthorized)
+	}
+	if got := f.reviews.count(); got != 4 {
+		t.Errorf("TokenReviews = %d, want 4: the refusal is cached", got)
+	}
+}
+
+// The keepalive passes the signal's checks and then wakes nothing.
+func TestKeepAlive(t *testing.T) {
+	elected := make(chan struct{})
+	close(elected)
+	tests := map[string]struct {
+		token    string
+		elected  chan struct{}
+		wantCode int
+	}{
+		"accepted":       {"good", elected, http.StatusNoContent},
+		"bad token":      {"bad", elected, http.StatusUnauthorized},
+		"not the leader": {"good", make(chan struct{}), http.StatusServiceUnavailable},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			events := make(chan event.GenericEvent, 1)
+			store := NewStore()
+			h := &Handler{Store: store, Auth: tokenSet{"good": true}, Elected: tc.elected, Events: events, Log: logr.Discard()}
+			req := httptest.NewRequest(http.MethodPost, activityv1.KeepAlivePath, nil)
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.wantCode {
+				t.Errorf("status = %d, want %d (%s)", rec.Code, tc.wantCode, rec.Body)
+			}
+			if len(events) != 0 || len(store.last) != 0 {
+				t.Errorf("a keepalive queued %d events and recorded %d activities, want none", len(events), len(store.last))
+			}
+		})
+	}
+}

@@ -40,6 +40,9 @@ type Options struct {
 	NotLeaderBackoff, NotLeaderMaxBackoff time.Duration
 	// Interval is the shortest time between two signals for a target. Default activityv1.Interval.
 	Interval time.Duration
+	// KeepAlive is the time between two keepalives, which keep a connection on the leader and
+	// the token reviewed so that a wake's first signal pays neither; 0 sends none.
+	KeepAlive time.Duration
 	// Signals counts calls by kind and result; nil counts nothing.
 	Signals *prometheus.CounterVec
 	Log     logr.Logger
@@ -49,6 +52,7 @@ type Options struct {
 type Client struct {
 	o      Options
 	url    string
+	ping   string // the keepalive URL
 	http   *http.Client
 	tr     *http.Transport
 	token  tokenFile
@@ -81,14 +85,60 @@ func New(ctx context.Context, o Options) *Client {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
-	return &Client{
+	base := strings.TrimSuffix(o.ControllerURL, "/")
+	c := &Client{
 		o:     o,
-		url:   strings.TrimSuffix(o.ControllerURL, "/") + activityv1.Path,
+		url:   base + activityv1.Path,
+		ping:  base + activityv1.KeepAlivePath,
 		http:  &http.Client{Transport: tr, Timeout: o.Timeout},
 		tr:    tr,
 		token: tokenFile{path: o.TokenFile},
 		ctx:   ctx,
 		held:  map[types.NamespacedName]bool{},
+	}
+	if o.KeepAlive > 0 {
+		go c.keepAlive()
+	}
+	return c
+}
+
+// keepAliveTries bounds the retries of one keepalive answered "not the leader": each lands on
+// a new connection, which kube-proxy may send to another replica.
+const keepAliveTries = 5
+
+// keepAlive sends a keepalive every KeepAlive until ctx ends, retrying one answered by a
+// standby so that the idle connection left for the next wake is the leader's. An idle
+// connection also outlives the transport's idle timeout (90 s) only if it is used.
+func (c *Client) keepAlive() {
+	timer := time.NewTimer(c.o.KeepAlive)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-timer.C:
+		}
+		backoff := c.o.NotLeaderBackoff
+		for try := 1; ; try++ {
+			result, err := c.post(c.ping, nil)
+			if c.o.Signals != nil {
+				c.o.Signals.WithLabelValues("keepalive", result).Inc()
+			}
+			if err == nil || result != metrics.ResultNotLeader || try == keepAliveTries {
+				if err != nil {
+					// Counted; a wake's own signals log an outage that matters to callers.
+					c.o.Log.V(1).Info("keepalive not accepted", "error", err.Error())
+				}
+				break
+			}
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, c.o.NotLeaderMaxBackoff)
+		}
+		timer.Reset(c.o.KeepAlive)
 	}
 }
 
@@ -187,7 +237,8 @@ func (c *Client) send(key types.NamespacedName, held bool) (string, error) {
 	if held {
 		kind = "held"
 	}
-	result, err := c.post(key, held)
+	body, _ := json.Marshal(activityv1.Signal{Namespace: key.Namespace, Name: key.Name, Held: held})
+	result, err := c.post(c.url, body)
 	if c.o.Signals != nil {
 		c.o.Signals.WithLabelValues(kind, result).Inc()
 	}
@@ -233,15 +284,16 @@ func (c *Client) outage(err error, key types.NamespacedName) {
 	}
 }
 
-func (c *Client) post(key types.NamespacedName, held bool) (string, error) {
-	body, _ := json.Marshal(activityv1.Signal{Namespace: key.Namespace, Name: key.Name, Held: held})
+func (c *Client) post(url string, body []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.o.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return metrics.ResultUnreachable, err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	token, err := c.token.read()
 	if err != nil {
 		return metrics.ResultRejected, err

@@ -244,7 +244,10 @@ func (f *replicas) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
-	f.accepted <- r.RemoteAddr
+	select {
+	case f.accepted <- r.RemoteAddr + " " + r.URL.Path:
+	default:
+	}
 }
 
 // errorLogs counts the errors a client logs.
@@ -277,6 +280,7 @@ func TestNotLeaderRetriesOnNewConnection(t *testing.T) {
 	var leader string
 	select {
 	case leader = <-f.accepted:
+		leader, _, _ = strings.Cut(leader, " ")
 	case <-time.After(5 * time.Second):
 		t.Fatal("the signal never reached the leader")
 	}
@@ -353,5 +357,70 @@ func TestNotLeaderBackoffIsShortAndBounded(t *testing.T) {
 		if d := attempts[i].Sub(attempts[i-1]); d > c.o.NotLeaderMaxBackoff+slack {
 			t.Errorf("attempt %d came %s after the one before, want at most %s", i, d, c.o.NotLeaderMaxBackoff+slack)
 		}
+	}
+}
+
+// Between wakes the keepalive finds the leader past the standbys and leaves its connection
+// idle in the pool: a wake's first signal then reaches the leader at once, with no 503.
+func TestKeepAliveLeavesTheWakeAConnectionToTheLeader(t *testing.T) {
+	f := &replicas{standbys: 2, requests: map[string]int{}, accepted: make(chan string, 1)}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	counts := metrics.New().ActivitySignals
+	c := New(ctx, Options{ControllerURL: srv.URL, Backoff: time.Hour, MaxBackoff: time.Hour, Interval: time.Hour,
+		KeepAlive: 300 * time.Millisecond, Signals: counts, Log: logr.Discard()})
+	select {
+	case got := <-f.accepted:
+		if _, path, _ := strings.Cut(got, " "); path != activityv1.KeepAlivePath {
+			t.Fatalf("the leader's first request was for %s, want %s", path, activityv1.KeepAlivePath)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no keepalive reached the leader")
+	}
+	waitCount(t, counts, "keepalive", metrics.ResultNotLeader, float64(f.standbys))
+	// Counted once its answer is read, so its connection is back in the pool.
+	waitCount(t, counts, "keepalive", metrics.ResultAccepted, 1)
+
+	var held atomic.Bool
+	held.Store(true)
+	c.Held(key, held.Load)
+	waitCount(t, counts, "held", metrics.ResultAccepted, 1)
+	held.Store(false)
+	if got := testutil.ToFloat64(counts.WithLabelValues("held", metrics.ResultNotLeader)); got != 0 {
+		t.Errorf("the wake's signal met %v standbys, want 0", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.conns) != f.standbys+1 {
+		t.Errorf("%d connections, want %d: the wake should reuse the keepalive's connection to the leader", len(f.conns), f.standbys+1)
+	}
+}
+
+// An older controller without the keepalive path answers 404: counted, never logged as an
+// error, and nothing else changes.
+func TestKeepAliveToAnOlderControllerIsQuiet(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log, errs := errorLogs()
+	counts := metrics.New().ActivitySignals
+	New(ctx, Options{ControllerURL: srv.URL, KeepAlive: 5 * time.Millisecond, Signals: counts, Log: log})
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(counts.WithLabelValues("keepalive", metrics.ResultRejected)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if got := testutil.ToFloat64(counts.WithLabelValues("keepalive", metrics.ResultRejected)); got < 3 {
+		t.Errorf("keepalives counted as rejected = %v, want at least 3", got)
+	}
+	if got := errs.Load(); got != 0 {
+		t.Errorf("logged %d errors for keepalives an older controller refused, want 0", got)
 	}
 }
